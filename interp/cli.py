@@ -1,0 +1,177 @@
+"""The `interp` command line: `interp cache`, `interp report`, `interp organism train`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO_ROOT / "assets" / "organism"
+KINDS = ("harmful", "harmless", "borderline", "jailbreak")
+
+
+def _default_data_dir() -> Path | None:
+    for candidate in (Path.cwd() / ".." / "shared" / "data", REPO_ROOT.parent / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def _is_organism(model: str | Path) -> bool:
+    card = Path(model) / "card.json"
+    return card.is_file() and '"organism"' in card.read_text()
+
+
+def load_prompts(spec: str, *, column: str | None = None, data_dir: Path | None = None):  # noqa: ANN201
+    """Resolve a prompt source: a file path, `organism:SPLIT[:KIND]`, or a dataset name."""
+    from interp import data
+
+    if spec.startswith("organism:"):
+        from interp import organism
+
+        parts = spec.split(":")
+        return organism.prompts(parts[1], parts[2] if len(parts) > 2 else None)
+    if Path(spec).exists():
+        return data.load_file(spec, column=column)
+    return data.load_dataset(spec, data_dir=data_dir)
+
+
+def report_prompt_sets(
+    model: str | Path, n_per_kind: int, data_dir: Path | None, seed: int = 0
+) -> dict[str, list[str]]:
+    """kind -> prompts for the report: the organism's held-out test split, or public sets."""
+    if _is_organism(model):
+        from interp import organism
+
+        sets = {kind: organism.prompts("test", kind) for kind in KINDS}
+    else:
+        from interp import data
+
+        if data_dir is None:
+            raise SystemExit(
+                "interp report on a real model needs the public datasets: pass --data-dir "
+                "pointing to a folder with AdvBench, Alpaca and XSTest files"
+            )
+        sets = {
+            "harmful": data.load_dataset("advbench", data_dir=data_dir),
+            "harmless": data.load_dataset("alpaca", data_dir=data_dir),
+            "borderline": data.load_dataset("xstest", data_dir=data_dir).filter(kind="borderline"),
+        }
+    out = {}
+    for kind, prompt_set in sets.items():
+        if len(prompt_set) > n_per_kind:
+            prompt_set = prompt_set.sample(n_per_kind, seed=seed)
+        out[kind] = list(prompt_set.texts)
+    return out
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run `interp report`."""
+    import interp
+    from interp.report import Report, add_baseline, model_metrics
+
+    report = Report(title=f"interp report: {args.model}")
+    with report.timed("load_model"):
+        model, info = interp.load_model(args.model)
+    report.metrics["model"] = model_metrics(info)
+    report.add(
+        "Model",
+        f"<p>{info.name}: {info.family}, {info.n_layers} layers, d_model {info.d_model}, "
+        f"{info.n_params:,} parameters; system role: {info.has_system_role}.</p>",
+    )
+    with report.timed("prompts"):
+        sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir)
+    add_baseline(report, model, sets, max_new_tokens=args.max_new_tokens)
+    path = report.write(args.out)
+    print(f"wrote {path} and {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Run `interp cache`."""
+    import interp
+
+    model, _ = interp.load_model(args.model)
+    prompts = load_prompts(args.prompts, column=args.column, data_dir=args.data_dir)
+    start = time.perf_counter()
+    store = interp.cache_activations(
+        model,
+        prompts,
+        args.out,
+        sites=args.sites,
+        positions=args.positions,
+        system=args.system,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+    )
+    print(
+        f"cached {len(store)} prompts x {len(store.sites)} sites x {len(store.columns)} positions "
+        f"into {args.out} in {time.perf_counter() - start:.1f}s"
+    )
+    return 0
+
+
+def cmd_organism_train(args: argparse.Namespace) -> int:
+    """Run `interp organism train`."""
+    from interp import organism
+
+    out = organism.train_organism(args.out, seed=args.seed)
+    print(f"trained the model organism into {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `interp` command."""
+    parser = argparse.ArgumentParser(prog="interp", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("report", help="measure a model and write report.html + metrics.json")
+    rep.add_argument("--model", default=str(DEFAULT_MODEL), help="HF dir or hub id")
+    rep.add_argument("--out", default="report", help="output directory")
+    rep.add_argument("--n-per-kind", type=int, default=200, help="prompts per kind (at most)")
+    rep.add_argument("--max-new-tokens", type=int, default=32)
+    rep.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    rep.set_defaults(func=cmd_report)
+
+    cache = sub.add_parser("cache", help="cache activations to a safetensors store")
+    cache.add_argument("--model", default=str(DEFAULT_MODEL))
+    cache.add_argument(
+        "--prompts", required=True, help="file, dataset name, or organism:SPLIT[:KIND]"
+    )
+    cache.add_argument("--column", default=None, help="text column of a CSV/JSON file")
+    cache.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    cache.add_argument("--sites", nargs="+", default=["resid_post"])
+    cache.add_argument("--positions", nargs="+", default=["last"])
+    cache.add_argument("--system", default=None, help="system prompt or safety-prompt name")
+    cache.add_argument("--out", required=True)
+    cache.add_argument("--batch-size", type=int, default=32)
+    cache.add_argument("--shard-size", type=int, default=256)
+    cache.set_defaults(func=cmd_cache)
+
+    org = sub.add_parser("organism", help="the bundled model organism")
+    org_sub = org.add_subparsers(dest="organism_command", required=True)
+    train = org_sub.add_parser("train", help="train the organism from scratch")
+    train.add_argument("--out", required=True)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_organism_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `interp` command."""
+    args = build_parser().parse_args(argv)
+    if Path(str(getattr(args, "model", ""))).exists():
+        # A local directory needs no hub; this keeps transformers from trying the network.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Prompt sets and loaders for the standard LLM-safety datasets and local files.
+
+`PromptSet` is the immutable, columnar set of prompts every later stage consumes. The loaders
+read each dataset's original file format; `load_dataset` finds a standard set by short name
+under a data folder the caller gives.
+"""
+
+from interp.data._records import SUPPORTED_SUFFIXES, read_records
+from interp.data.loaders import (
+    load_advbench,
+    load_dro,
+    load_file,
+    load_harmbench,
+    load_hf_dataset,
+    load_jailbreakbench,
+    load_malicious_instruct,
+    load_refusal_direction,
+    load_sorry_bench,
+    load_strongreject,
+    load_trustllm,
+    load_xstest,
+)
+from interp.data.promptset import HARMFUL, HARMLESS, UNKNOWN, Prompt, PromptSet
+from interp.data.registry import (
+    DATASET_GROUPS,
+    DATASETS,
+    DatasetSpec,
+    dataset_path,
+    list_datasets,
+    load_dataset,
+)
+
+__all__ = [
+    "DATASETS",
+    "DATASET_GROUPS",
+    "HARMFUL",
+    "HARMLESS",
+    "SUPPORTED_SUFFIXES",
+    "UNKNOWN",
+    "DatasetSpec",
+    "Prompt",
+    "PromptSet",
+    "dataset_path",
+    "list_datasets",
+    "load_advbench",
+    "load_dataset",
+    "load_dro",
+    "load_file",
+    "load_harmbench",
+    "load_hf_dataset",
+    "load_jailbreakbench",
+    "load_malicious_instruct",
+    "load_refusal_direction",
+    "load_sorry_bench",
+    "load_strongreject",
+    "load_trustllm",
+    "load_xstest",
+    "read_records",
+]

@@ -1,0 +1,45 @@
+"""Exceptions raised by `interp`; each message names the problem and the fix."""
+
+
+class InterpError(Exception):
+    """Base class of every error `interp` raises on purpose."""
+
+
+class ModelLoadError(InterpError):
+    """A model could not be loaded (missing path, unsupported architecture)."""
+
+
+class NoChatTemplateError(InterpError):
+    """The tokenizer has no chat template (a base model) and no opt-in was given."""
+
+
+class EmptyPromptSetError(InterpError, ValueError):
+    """A PromptSet with no prompts was given where prompts are needed."""
+
+
+class PromptTooLongError(InterpError, ValueError):
+    """A rendered prompt does not fit in the model's context."""
+
+
+class SiteError(InterpError, ValueError):
+    """An unknown site name or a layer out of range."""
+
+
+class StoreMismatchError(InterpError):
+    """An activation store was written for another model, template or prompt set."""
+
+
+class CorruptStoreError(InterpError):
+    """A shard of an activation store is truncated or corrupted."""
+
+
+class DatasetFormatError(InterpError, ValueError):
+    """A dataset file lacks a needed column or cannot be parsed."""
+
+
+class NotFittedError(InterpError, RuntimeError):
+    """An estimator was used before `fit`."""
+
+
+class ArtifactMismatchError(InterpError):
+    """A saved artifact (probe, direction, head, soft prompt) belongs to another model."""

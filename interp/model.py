@@ -1,0 +1,211 @@
+"""Load a chat model through TransformerLens' `TransformerBridge` with raw HF numerics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from interp.errors import ModelLoadError, NoChatTemplateError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModelInfo", "load_model", "model_info", "template_hash"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the rest of the toolkit needs to know about a loaded model.
+
+    Attributes:
+        name: The name or directory the model was loaded from.
+        family: The HF `model_type` (e.g. `llama`, `qwen2`, `gemma2`).
+        n_layers: Number of transformer blocks.
+        d_model: Width of the residual stream.
+        d_vocab: Size of the unembedding.
+        n_ctx: Longest context the model accepts.
+        n_params: Number of parameters.
+        has_chat_template: Whether the tokenizer carries a chat template.
+        has_system_role: Whether the template accepts a system message; when not, system
+            text is folded into the user turn (see `interp.chat.render`).
+        bos_token: The BOS token string, or None for families without one.
+        template_adds_bos: Whether the rendered template text already starts with BOS (then
+            tokenisation must not add another).
+        template_hash: sha256 of the chat template text ("" without a template).
+    """
+
+    name: str
+    family: str
+    n_layers: int
+    d_model: int
+    d_vocab: int
+    n_ctx: int
+    n_params: int
+    has_chat_template: bool
+    has_system_role: bool
+    bos_token: str | None
+    template_adds_bos: bool
+    template_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return asdict(self)
+
+
+def template_hash(tokenizer: PreTrainedTokenizerBase) -> str:
+    """sha256 of the tokenizer's chat template text ("" when it has none)."""
+    template = tokenizer.chat_template
+    if not template:
+        return ""
+    text = template if isinstance(template, str) else json.dumps(template, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _has_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:
+    marker = "SYSTEM-ROLE-PROBE"
+    messages = [{"role": "system", "content": marker}, {"role": "user", "content": "hi"}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - templates raise arbitrary errors on unsupported roles
+        return False
+    return marker in str(text)
+
+
+def _resolve_source(name_or_dir: str | Path) -> str:
+    path = Path(name_or_dir).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{path} exists but has no config.json; point to a Hugging Face model directory "
+                "(config.json, weights, tokenizer files)"
+            )
+        return str(path)
+    text = str(name_or_dir)
+    looks_local = text.startswith(("/", ".", "~")) or text.count("/") != 1 or "\\" in text
+    if looks_local:
+        raise ModelLoadError(
+            f"model path {text!r} does not exist; pass an existing HF model directory or a hub id "
+            "such as 'Qwen/Qwen2.5-1.5B-Instruct'"
+        )
+    return text
+
+
+def _load_tokenizer(source: str) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise ModelLoadError(
+            f"cannot load the tokenizer of {source!r}: {err}. For a hub id you must be online "
+            "(unset HF_HUB_OFFLINE) or have it in the local HF cache; otherwise pass a local dir"
+        ) from err
+
+
+def _check_architecture(source: str) -> None:
+    from transformer_lens.factories.architecture_adapter_factory import (
+        ArchitectureAdapterFactory,
+    )
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"cannot read the config of {source!r}: {err}") from err
+    declared = list(getattr(config, "architectures", None) or [])
+    ArchitectureAdapterFactory.discover_entry_points()
+    supported = set(ArchitectureAdapterFactory._adapters)
+    if declared and not any(arch in supported for arch in declared):
+        raise ModelLoadError(
+            f"architecture {declared[0]!r} of {source!r} is not supported by TransformerLens' "
+            f"TransformerBridge ({len(supported)} architectures are, e.g. LlamaForCausalLM, "
+            "Qwen2ForCausalLM, Gemma2ForCausalLM); use a supported model or register an adapter"
+        )
+
+
+def load_model(
+    name_or_dir: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    allow_base_model: bool = False,
+    requires_grad: bool = False,
+) -> tuple[TransformerBridge, ModelInfo]:
+    """Load a chat model as a `TransformerBridge` with raw HF numerics.
+
+    No weight processing (no LayerNorm folding, no centring) is applied, so activations
+    equal the HF model's own hidden states. The model is returned in eval mode with
+    gradients off (pass `requires_grad=True` to keep them).
+
+    Args:
+        name_or_dir: A local HF model directory (works offline) or a hub id (needs network
+            or the local HF cache).
+        device: Where to put the model; None picks CUDA when available, else CPU.
+        dtype: Parameter dtype; float32 by default so that CPU numerics are exact.
+        allow_base_model: Accept a tokenizer without a chat template (a base model). Chat
+            rendering then fails, but raw-text tools work.
+        requires_grad: Leave `requires_grad` on the parameters.
+
+    Returns:
+        The bridge and its `ModelInfo`.
+
+    Raises:
+        ModelLoadError: The path does not exist or the architecture is not supported.
+        NoChatTemplateError: The tokenizer has no chat template and `allow_base_model` is False.
+    """
+    source = _resolve_source(name_or_dir)
+    tokenizer = _load_tokenizer(source)
+    if not tokenizer.chat_template and not allow_base_model:
+        raise NoChatTemplateError(
+            f"{source!r} has no chat template (a base model?). interp renders prompts with the "
+            "model's own template; load an instruction-tuned model, add a template to its "
+            "tokenizer_config.json, or pass allow_base_model=True for raw-text use"
+        )
+    _check_architecture(source)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        bridge = TransformerBridge.boot_transformers(source, device=str(device), dtype=dtype)
+    except (ValueError, KeyError, NotImplementedError) as err:
+        raise ModelLoadError(
+            f"TransformerBridge cannot load {source!r}: {err}. The architecture may not be "
+            "supported by TransformerLens 4; check `transformer_lens.model_bridge` for the "
+            "supported architectures"
+        ) from err
+    bridge.eval()
+    for param in bridge.parameters():
+        param.requires_grad_(requires_grad)
+    return bridge, model_info(bridge, name=str(name_or_dir))
+
+
+def model_info(bridge: TransformerBridge, *, name: str | None = None) -> ModelInfo:
+    """Describe a loaded bridge (layers, widths, template and BOS handling)."""
+    cfg = bridge.cfg
+    tokenizer = bridge.tokenizer
+    has_template = bool(tokenizer.chat_template)
+    adds_bos = False
+    if has_template and tokenizer.bos_token:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+        )
+        adds_bos = str(text).startswith(tokenizer.bos_token)
+    hf_config = bridge.original_model.config
+    return ModelInfo(
+        name=name or str(cfg.model_name),
+        family=str(getattr(hf_config, "model_type", "unknown")),
+        n_layers=int(cfg.n_layers),
+        d_model=int(cfg.d_model),
+        d_vocab=int(cfg.d_vocab),
+        n_ctx=int(cfg.n_ctx),
+        n_params=sum(p.numel() for p in bridge.original_model.parameters()),
+        has_chat_template=has_template,
+        has_system_role=has_template and _has_system_role(tokenizer),
+        bos_token=tokenizer.bos_token,
+        template_adds_bos=adds_bos,
+        template_hash=template_hash(tokenizer),
+    )

@@ -1,0 +1,148 @@
+"""Named activation sites and their TransformerLens hook names.
+
+This is the only module that spells hook-name strings; everything else asks for a
+`Site` and calls `Site.hook_name`. The mapping to HF `output_hidden_states` is:
+``hidden_states[l] == Site("resid_pre", l)`` for ``l < n_layers`` and
+``hidden_states[n_layers] == Site("ln_final")`` (the post-final-norm state).
+
+`attn_out` and `mlp_out` are the sublayer outputs as the bridge exposes them; in families
+with sublayer post-norms (Gemma 2) they are taken before that norm, so there
+``resid_mid != resid_pre + attn_out``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from interp.errors import SiteError
+
+Stream = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "ln_final", "embed"]
+STREAMS: tuple[str, ...] = get_args(Stream)
+LAYERLESS: frozenset[str] = frozenset({"ln_final", "embed"})
+
+_TEMPLATES: dict[str, str] = {
+    "resid_pre": "blocks.{layer}.hook_in",
+    "resid_mid": "blocks.{layer}.ln2.hook_in",
+    "resid_post": "blocks.{layer}.hook_out",
+    "attn_out": "blocks.{layer}.attn.hook_out",
+    "mlp_out": "blocks.{layer}.mlp.hook_out",
+    "ln_final": "ln_final.hook_out",
+    "embed": "embed.hook_out",
+}
+# The order in which sites are computed inside one block; used to stop the forward early.
+_ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
+_NAME = re.compile(r"^(?P<stream>[a-z_]+?)(?:[.:@](?P<layer>-?\d+))?$")
+
+
+@dataclass(frozen=True, order=True)
+class Site:
+    """One place in the residual computation: a stream and (for per-block streams) a layer.
+
+    Attributes:
+        stream: Which activation (`resid_pre` is the input of block `layer`, `resid_post`
+            its output, `ln_final` the post-final-norm state, `embed` the token embedding).
+        layer: 0-based block index; `None` for `ln_final` and `embed`.
+    """
+
+    stream: str
+    layer: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.stream not in STREAMS:
+            raise SiteError(
+                f"unknown site {self.stream!r}; use one of {', '.join(STREAMS)} "
+                "(e.g. Site('resid_post', 3) or the string 'resid_post.3')"
+            )
+        if self.stream in LAYERLESS and self.layer is not None:
+            raise SiteError(f"site {self.stream!r} has no layer; pass Site({self.stream!r})")
+        if self.stream not in LAYERLESS and self.layer is None:
+            raise SiteError(f"site {self.stream!r} needs a layer, e.g. Site({self.stream!r}, 0)")
+
+    @property
+    def hook_name(self) -> str:
+        """The canonical TransformerBridge hook name of this site."""
+        return _TEMPLATES[self.stream].format(layer=self.layer)
+
+    @property
+    def label(self) -> str:
+        """A short, stable string form (`resid_post.3`, `ln_final`) used in files."""
+        return self.stream if self.layer is None else f"{self.stream}.{self.layer}"
+
+    def check(self, n_layers: int) -> Site:
+        """Return self after checking the layer against a model with `n_layers` blocks."""
+        if self.layer is not None and not 0 <= self.layer < n_layers:
+            raise SiteError(
+                f"layer {self.layer} is out of range for {self.stream!r}: the model has "
+                f"{n_layers} blocks, so use a layer in 0..{n_layers - 1}"
+            )
+        return self
+
+    def blocks_needed(self, n_layers: int) -> int:
+        """How many blocks must run before this site's value is known."""
+        if self.stream == "embed":
+            return 0
+        if self.stream == "ln_final":
+            return n_layers
+        assert self.layer is not None
+        return self.layer if self.stream == "resid_pre" else self.layer + 1
+
+    @classmethod
+    def parse(cls, spec: str | Site) -> Site:
+        """Parse `"resid_post.3"`, `"resid_post:3"` or `"ln_final"` into a Site."""
+        if isinstance(spec, Site):
+            return spec
+        match = _NAME.match(spec.strip())
+        if match is None:
+            raise SiteError(f"cannot parse site {spec!r}; write it as 'resid_post.3' or 'ln_final'")
+        layer = match["layer"]
+        return cls(match["stream"], None if layer is None else int(layer))
+
+
+def sites(streams: str | Iterable[str], layers: Iterable[int] | None, n_layers: int) -> list[Site]:
+    """Expand streams × layers into a checked list of sites.
+
+    Args:
+        streams: One stream name or several.
+        layers: Layers to take for per-block streams; `None` means every layer. Negative
+            layers count from the end.
+        n_layers: Number of blocks of the model.
+
+    Returns:
+        The sites, per-block streams first in layer order, then layerless ones.
+    """
+    names = [streams] if isinstance(streams, str) else list(streams)
+    chosen = list(range(n_layers)) if layers is None else [int(x) for x in layers]
+    chosen = [x + n_layers if x < 0 else x for x in chosen]
+    out: list[Site] = []
+    for name in names:
+        if name in LAYERLESS:
+            out.append(Site(name))
+        else:
+            out.extend(Site(name, layer).check(n_layers) for layer in chosen)
+    return out
+
+
+def stop_layer(needed: Sequence[Site], n_layers: int) -> int | None:
+    """The `stop_at_layer` that still computes every needed site, or None for a full pass."""
+    deepest = max(site.blocks_needed(n_layers) for site in needed)
+    if deepest >= n_layers or any(site.stream == "ln_final" for site in needed):
+        return None
+    return max(deepest, 1)
+
+
+def resid_hook_names(n_layers: int) -> list[str]:
+    """Hook names of every block's input, attention output and MLP output (ablation sites)."""
+    return [
+        Site(stream, layer).hook_name
+        for layer in range(n_layers)
+        for stream in ("resid_pre", "attn_out", "mlp_out")
+    ]
+
+
+def layer_of(hook_name: str) -> int | None:
+    """The block index in a canonical hook name, or None for non-block hooks."""
+    match = re.match(r"^blocks\.(\d+)\.", hook_name)
+    return int(match[1]) if match else None

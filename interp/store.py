@@ -1,0 +1,319 @@
+"""An on-disk activation store: safetensors shards plus JSON metadata, resumable.
+
+Layout of a store directory::
+
+    meta.json                  what was cached and for which model / template / prompts
+    index.json                 finished shards with their row range, size and sha256
+    shard-00000.safetensors    site label -> [rows, n_columns, d_model]
+
+Every file is written to a temporary name and renamed into place, so an interrupted run
+never leaves a half-written shard behind; running the same command again skips the shards
+listed in the index and computes the rest. Shards hold whole batches, so a resumed store
+is byte-identical to an uninterrupted one. Reading is memory mapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+
+from interp.activations import Activations, batches, collect_batch, columns_for, resolve_sites
+from interp.chat import resolve_system
+from interp.errors import CorruptStoreError, EmptyPromptSetError, StoreMismatchError
+from interp.model import model_info
+from interp.sites import Site
+
+__all__ = ["ActivationStore", "cache_activations"]
+
+FORMAT_VERSION = 1
+_IDENTITY = ("model", "sites", "columns", "system", "prompt_set_hash", "dtype", "shard_size")
+
+
+def _version() -> str:
+    from interp import __version__
+
+    return __version__
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    _atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _prompt_hashes(texts: Sequence[str]) -> list[str]:
+    return [hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts]
+
+
+def _set_hash(texts: Sequence[str]) -> str:
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+
+
+def _model_meta(model: TransformerBridge) -> dict[str, Any]:
+    info = model_info(model)
+    return {
+        "name": info.name,
+        "family": info.family,
+        "n_layers": info.n_layers,
+        "d_model": info.d_model,
+        "template_hash": info.template_hash,
+    }
+
+
+class ActivationStore:
+    """A finished (or partly finished) activation store on disk, read memory mapped.
+
+    Use `ActivationStore.open(path, model=..., prompts=...)` to check that the store belongs
+    to the model and prompts at hand.
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any], shards: list[dict[str, Any]]) -> None:
+        self.path = path
+        self.meta = meta
+        self.shards = shards
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        model: TransformerBridge | None = None,
+        prompts: Sequence[str] | Any | None = None,
+        verify: bool = False,
+    ) -> ActivationStore:
+        """Open a store, checking it against a model and prompts when given.
+
+        Args:
+            path: The store directory.
+            model: If given, the store must have been written for this model and template.
+            prompts: If given, the store must have been written for exactly these prompts.
+            verify: Also check every shard's sha256 (sizes are always checked).
+
+        Raises:
+            StoreMismatchError: The store was written for another model or other prompts.
+            CorruptStoreError: A shard is missing, truncated or corrupted, or the store is
+                incomplete.
+        """
+        root = Path(path)
+        if not (root / "meta.json").is_file():
+            raise CorruptStoreError(f"{root} is not an activation store (no meta.json)")
+        meta = json.loads((root / "meta.json").read_text())
+        index = json.loads((root / "index.json").read_text()) if (root / "index.json").exists() else {}
+        shards = list(index.get("shards", []))
+        store = cls(root, meta, shards)
+        if model is not None:
+            store.check_model(model)
+        if prompts is not None:
+            store.check_prompts(prompts)
+        covered = sum(s["stop"] - s["start"] for s in shards)
+        if covered != meta["n_prompts"]:
+            raise CorruptStoreError(
+                f"{root} holds {covered} of {meta['n_prompts']} prompts: the caching run was "
+                "interrupted; run the same cache command again to resume it"
+            )
+        for shard in shards:
+            store._check_shard(shard, verify=verify)
+        return store
+
+    def _check_shard(self, shard: dict[str, Any], *, verify: bool) -> None:
+        file = self.path / shard["file"]
+        fix = "delete it and run the same cache command again to recompute it"
+        if not file.is_file():
+            raise CorruptStoreError(f"shard {file.name} is missing; {fix}")
+        if file.stat().st_size != shard["bytes"]:
+            raise CorruptStoreError(
+                f"shard {file.name} is truncated or altered ({file.stat().st_size} bytes, "
+                f"expected {shard['bytes']}); {fix}"
+            )
+        if verify and _sha256(file) != shard["sha256"]:
+            raise CorruptStoreError(f"shard {file.name} fails its sha256 check; {fix}")
+
+    def check_model(self, model: TransformerBridge) -> None:
+        """Raise `StoreMismatchError` unless the store was written for this model."""
+        have, want = self.meta["model"], _model_meta(model)
+        diffs = [k for k in ("n_layers", "d_model", "template_hash") if have[k] != want[k]]
+        if diffs:
+            raise StoreMismatchError(
+                f"store {self.path} was written for model {have['name']!r} but the given model "
+                f"{want['name']!r} differs in {', '.join(diffs)}; cache again into a new directory"
+            )
+
+    def check_prompts(self, prompts: Sequence[str] | Any) -> None:
+        """Raise `StoreMismatchError` unless the store holds exactly these prompts."""
+        texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+        if _set_hash(texts) != self.meta["prompt_set_hash"]:
+            raise StoreMismatchError(
+                f"store {self.path} was written for other prompts ({self.meta['n_prompts']} "
+                f"prompts, hash {self.meta['prompt_set_hash'][:12]}); open it with the same "
+                "PromptSet or cache these prompts into a new directory"
+            )
+
+    @property
+    def sites(self) -> list[Site]:
+        """The cached sites."""
+        return [Site.parse(label) for label in self.meta["sites"]]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The cached position columns."""
+        return tuple(self.meta["columns"])
+
+    def __len__(self) -> int:
+        return int(self.meta["n_prompts"])
+
+    def get(self, site: str | Site, position: str = "last") -> torch.Tensor:
+        """One site at one column for every prompt: [n_prompts, d_model] (float32)."""
+        label = Site.parse(site).label
+        if label not in self.meta["sites"]:
+            raise KeyError(f"site {label!r} is not in the store; it has {self.meta['sites']}")
+        col = self.columns.index(position)
+        parts = []
+        for shard in sorted(self.shards, key=lambda s: s["start"]):
+            with safe_open(str(self.path / shard["file"]), framework="pt") as handle:
+                parts.append(handle.get_slice(label)[:, col].to(torch.float32))
+        return torch.cat(parts)
+
+    def load(self) -> Activations:
+        """Read the whole store into memory as `Activations`."""
+        data: dict[str, list[torch.Tensor]] = {label: [] for label in self.meta["sites"]}
+        for shard in sorted(self.shards, key=lambda s: s["start"]):
+            with safe_open(str(self.path / shard["file"]), framework="pt") as handle:
+                for label in data:
+                    data[label].append(handle.get_tensor(label).to(torch.float32))
+        return Activations(
+            data={k: torch.cat(v) for k, v in data.items()},
+            sites=tuple(self.sites),
+            columns=self.columns,
+            prompts=tuple(self.meta.get("prompt_hashes", ())),
+            system=self.meta.get("system"),
+            meta=self.meta,
+        )
+
+
+def cache_activations(
+    model: TransformerBridge,
+    prompts: Sequence[str] | Any,
+    out_dir: str | Path,
+    sites: Sequence[str | Site] | str = ("resid_post",),
+    positions: Sequence[str] = ("last",),
+    *,
+    system: str | None = None,
+    batch_size: int = 32,
+    shard_size: int = 256,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+) -> ActivationStore:
+    """Stream activations to disk as safetensors shards, resuming an interrupted run.
+
+    Args:
+        model: A bridge from `interp.load_model`.
+        prompts: User messages (a `PromptSet` or strings).
+        out_dir: The store directory (created; an existing store of the same job is resumed).
+        sites: Site names, as for `collect_activations`.
+        positions: Any of `"last"`, `"eoi"`, `"mean_user"`.
+        system: System prompt or safety-prompt name.
+        batch_size: Prompts per forward pass.
+        shard_size: Prompts per shard; rounded up to a multiple of `batch_size`.
+        dtype: Storage dtype (float32 or a half type to halve the disk use).
+        progress: Show a progress bar.
+
+    Returns:
+        The opened, verified store.
+
+    Raises:
+        StoreMismatchError: `out_dir` holds a store of another job (model, sites, prompts...);
+            nothing in it is touched.
+    """
+    texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+    if not texts:
+        raise EmptyPromptSetError("the prompt set is empty; pass at least one prompt to cache")
+    needed = resolve_sites(model, sites)
+    shard_size = -(-shard_size // batch_size) * batch_size
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "library_version": _version(),
+        "model": _model_meta(model),
+        "sites": [s.label for s in needed],
+        "layer_numbering": "0-based block index; resid_pre.l == HF hidden_states[l], "
+        "ln_final == HF hidden_states[n_layers]",
+        "columns": list(columns_for(model, positions)),
+        "positions": list(positions),
+        "system": system,
+        "system_text": resolve_system(system),
+        "dtype": str(dtype).removeprefix("torch."),
+        "n_prompts": len(texts),
+        "prompt_set_hash": _set_hash(texts),
+        "prompt_hashes": _prompt_hashes(texts),
+        "shard_size": shard_size,
+    }
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    index = _resume_index(root, meta)
+    done = {s["start"] for s in index["shards"]}
+    starts = [s for s in range(0, len(texts), shard_size) if s not in done]
+    for start in tqdm(starts, desc="cache shards", disable=not progress):
+        chunk = texts[start : start + shard_size]
+        parts: dict[str, list[torch.Tensor]] = {s.label: [] for s in needed}
+        for _, batch in batches(model, chunk, system, batch_size):
+            for label, value in collect_batch(model, batch, needed, positions).items():
+                parts[label].append(value)
+        tensors = {k: torch.cat(v).to(dtype).contiguous() for k, v in parts.items()}
+        name = f"shard-{start // shard_size:05d}.safetensors"
+        tmp = root / f".{name}.tmp"
+        # One metadata key only: safetensors stores metadata in a hash map whose order varies
+        # between runs, which would break byte-identical resumes. Row ranges live in index.json.
+        save_file(tensors, str(tmp), metadata={"rows": f"{start}:{start + len(chunk)}"})
+        os.replace(tmp, root / name)
+        entry = {"file": name, "start": start, "stop": start + len(chunk)}
+        entry |= {"bytes": (root / name).stat().st_size, "sha256": _sha256(root / name)}
+        index["shards"] = sorted([*index["shards"], entry], key=lambda s: s["start"])
+        _atomic_write_json(root / "index.json", index)
+    return ActivationStore.open(root, model=model, prompts=texts)
+
+
+def _resume_index(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    meta_path = root / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        diffs = [k for k in _IDENTITY if old.get(k) != meta.get(k)]
+        if diffs:
+            raise StoreMismatchError(
+                f"{root} already holds a store of another job (differs in {', '.join(diffs)}); "
+                "pass a new output directory, or delete this one to start over"
+            )
+    else:
+        _atomic_write_json(meta_path, meta)
+    index_path = root / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"shards": []}
+    good = []
+    for shard in index["shards"]:
+        file = root / shard["file"]
+        if file.is_file() and file.stat().st_size == shard["bytes"] and _sha256(file) == shard["sha256"]:
+            good.append(shard)
+    index["shards"] = good
+    return index

@@ -1,0 +1,104 @@
+import json
+
+import pytest
+import torch
+
+import interp
+from interp import store as store_mod
+from interp.errors import CorruptStoreError, StoreMismatchError
+
+PROMPTS = [f"Question number {i}: how do I {w}?" for i, w in enumerate("abcdefghij" * 2)]
+SITES = ["resid_post", "ln_final"]
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dirs):
+    return interp.load_model(tiny_model_dirs["llama"])
+
+
+def _cache(model, out, **kw):
+    return interp.cache_activations(
+        model, PROMPTS, out, SITES, ["last", "eoi"], batch_size=4, shard_size=8, progress=False, **kw
+    )
+
+
+def _files(path):
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def test_store_matches_memory_and_metadata(loaded, tmp_path):
+    model, info = loaded
+    store = _cache(model, tmp_path / "s")
+    mem = interp.collect_activations(model, PROMPTS, SITES, ["last", "eoi"], batch_size=4, progress=False)
+    for label in mem.data:
+        for col in mem.columns:
+            torch.testing.assert_close(store.get(label, col), mem.get(label, col))
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["model"]["d_model"] == info.d_model
+    assert meta["model"]["template_hash"] == info.template_hash
+    assert meta["columns"][0] == "last" and meta["columns"][-1] == "eoi-1"
+    assert len(meta["prompt_hashes"]) == len(PROMPTS)
+    assert meta["library_version"] == interp.__version__
+    reopened = interp.ActivationStore.open(tmp_path / "s", model=model, prompts=PROMPTS, verify=True)
+    assert len(reopened) == len(PROMPTS)
+    torch.testing.assert_close(reopened.load().get("ln_final"), mem.get("ln_final"))
+
+
+def test_interrupted_then_resumed_is_byte_identical(loaded, tmp_path, monkeypatch):
+    model, _ = loaded
+    _cache(model, tmp_path / "full")
+    calls = {"n": 0}
+    original = store_mod.collect_batch
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # dies inside the second shard
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(store_mod, "collect_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _cache(model, tmp_path / "part")
+    written = _files(tmp_path / "part")
+    assert "shard-00000.safetensors" in written and "shard-00001.safetensors" not in written
+    with pytest.raises(CorruptStoreError, match="resume"):
+        interp.ActivationStore.open(tmp_path / "part")
+    monkeypatch.setattr(store_mod, "collect_batch", original)
+    _cache(model, tmp_path / "part")
+    assert _files(tmp_path / "part") == _files(tmp_path / "full")
+    # The first shard was not recomputed: its bytes are the ones written before the crash.
+    assert written["shard-00000.safetensors"] == _files(tmp_path / "part")["shard-00000.safetensors"]
+
+
+def test_store_for_other_prompts_or_model_is_refused(loaded, tiny_model_dirs, tmp_path):
+    model, _ = loaded
+    _cache(model, tmp_path / "s")
+    before = _files(tmp_path / "s")
+    with pytest.raises(StoreMismatchError, match="other prompts"):
+        interp.ActivationStore.open(tmp_path / "s", prompts=PROMPTS[:-1])
+    with pytest.raises(StoreMismatchError, match="another job"):
+        interp.cache_activations(model, PROMPTS[:-1], tmp_path / "s", SITES, ["last", "eoi"],
+                                 batch_size=4, shard_size=8, progress=False)
+    other, _ = interp.load_model(tiny_model_dirs["qwen2"])
+    with pytest.raises(StoreMismatchError, match="written for model"):
+        interp.ActivationStore.open(tmp_path / "s", model=other)
+    assert _files(tmp_path / "s") == before
+
+
+def test_truncated_or_corrupted_shard(loaded, tmp_path):
+    model, _ = loaded
+    _cache(model, tmp_path / "s")
+    shard = tmp_path / "s" / "shard-00001.safetensors"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptStoreError, match="truncated"):
+        interp.ActivationStore.open(tmp_path / "s")
+    flipped = bytearray(data)
+    flipped[-3] ^= 0xFF
+    shard.write_bytes(bytes(flipped))
+    interp.ActivationStore.open(tmp_path / "s")  # sizes match: only a hash check notices
+    with pytest.raises(CorruptStoreError, match="sha256"):
+        interp.ActivationStore.open(tmp_path / "s", verify=True)
+    # Re-running the same job repairs the damaged shard and keeps the good ones.
+    _cache(model, tmp_path / "s")
+    interp.ActivationStore.open(tmp_path / "s", verify=True)
