@@ -1,0 +1,60 @@
+"""Run every `benchmarks/bench_*.py` and write `benchmarks/results.json`.
+
+Each benchmark module defines `run() -> dict[str, dict]`, mapping an entry name to
+`{"value": float, "target": float, "better": "lower" | "higher", "what": str}` (extra keys
+allowed). Values are ratios measured in one run against a baseline from the same run, so
+they hold on noisy machines; they are not timed tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(HERE / "results.json"))
+    parser.add_argument("-k", default="", help="only benchmarks whose file name contains this")
+    args = parser.parse_args()
+    results: dict[str, dict] = {}
+    out = Path(args.out)
+    if out.exists():
+        results = json.loads(out.read_text())
+    for path in sorted(HERE.glob("bench_*.py")):
+        if args.k not in path.stem:
+            continue
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        start = time.perf_counter()
+        entries = module.run()
+        for name, entry in entries.items():
+            met = (
+                entry["value"] <= entry["target"]
+                if entry["better"] == "lower"
+                else entry["value"] >= entry["target"]
+            )
+            entry["met"] = bool(met)
+            results[name] = entry
+            print(
+                f"{name:55s} {entry['value']:8.3f}  target {entry['better']}={entry['target']}  {'ok' if met else 'MISSED'}"
+            )
+        print(f"  ({path.name}: {time.perf_counter() - start:.1f}s)")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
