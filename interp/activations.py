@@ -8,7 +8,7 @@ streams the same numbers to disk.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -90,7 +90,9 @@ def collect_batch(
 
         return hook
 
-    hooks = [(site.hook_name, grab(site)) for site in needed]
+    hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
+        (site.hook_name, grab(site)) for site in needed
+    ]
     model.run_with_hooks(
         batch.tokens,
         attention_mask=batch.attention_mask,
@@ -187,7 +189,10 @@ def collect_activations(
     parts: dict[str, list[torch.Tensor]] = {s.label: [] for s in needed}
     total = (len(texts) + batch_size - 1) // batch_size
     for _, batch in tqdm(
-        batches(model, texts, system, batch_size), total=total, desc="activations", disable=not progress
+        batches(model, texts, system, batch_size),
+        total=total,
+        desc="activations",
+        disable=not progress,
     ):
         for label, value in collect_batch(model, batch, needed, positions).items():
             parts[label].append(value)

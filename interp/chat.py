@@ -1,4 +1,4 @@
-"""Render prompts exactly as a chat model sees them, and batch them with left padding.
+r"""Render prompts exactly as a chat model sees them, and batch them with left padding.
 
 Rendering always goes through the tokenizer's own chat template. The *post-instruction*
 ("end of instruction", eoi) tokens are the template tokens between the end of the user's
@@ -110,7 +110,9 @@ def _supports_system(tokenizer: Any) -> bool:
 
 
 def render(
-    model_or_tokenizer: _HasTokenizer | PreTrainedTokenizerBase, user: str, system: str | None = None
+    model_or_tokenizer: _HasTokenizer | PreTrainedTokenizerBase,
+    user: str,
+    system: str | None = None,
 ) -> str:
     """Render one user request with the model's chat template, ready for the assistant.
 
@@ -180,8 +182,10 @@ class ChatBatch:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def to(self, device: str | torch.device) -> ChatBatch:
-        """The same batch with its tensors on `device`."""
+    def to(self, device: str | torch.device | None) -> ChatBatch:
+        """The same batch with its tensors on `device` (None keeps them where they are)."""
+        if device is None:
+            return self
         return ChatBatch(
             self.texts,
             self.tokens.to(device),

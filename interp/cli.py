@@ -44,7 +44,7 @@ def load_prompts(spec: str, *, column: str | None = None, data_dir: Path | None 
 def report_prompt_sets(
     model: str | Path, n_per_kind: int, data_dir: Path | None, seed: int = 0
 ) -> dict[str, list[str]]:
-    """kind -> prompts for the report: the organism's held-out test split, or public sets."""
+    """Prompts per kind for the report: the organism's held-out test split, or public sets."""
     if _is_organism(model):
         from interp import organism
 

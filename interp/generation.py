@@ -102,7 +102,10 @@ def greedy_decode(
                 break
             mask = torch.cat([mask, torch.ones_like(nxt[:, None])], dim=1)
             logits, kv = model(
-                nxt[:, None], attention_mask=mask, past_key_values=kv, return_type="logits_and_cache"
+                nxt[:, None],
+                attention_mask=mask,
+                past_key_values=kv,
+                return_type="logits_and_cache",
             )
     if not out:
         return torch.zeros((ids.shape[0], 0), dtype=torch.long)

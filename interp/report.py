@@ -73,7 +73,8 @@ class Report:
     def html(self) -> str:
         """The whole page."""
         body = "\n".join(
-            f"<section><h2>{html.escape(h)}</h2>\n{content}</section>" for h, content in self.sections
+            f"<section><h2>{html.escape(h)}</h2>\n{content}</section>"
+            for h, content in self.sections
         )
         return (
             "<!doctype html><html><head><meta charset='utf-8'>"
@@ -139,7 +140,7 @@ def baseline_rates(
     Returns:
         (condition -> kind -> refusal rate, condition -> kind -> responses).
     """
-    judge = judge or SubstringJudge("dro")
+    chosen: Judge = judge if judge is not None else SubstringJudge("dro")
     rates: dict[str, dict[str, float]] = {}
     responses: dict[str, dict[str, list[str]]] = {}
     for condition in conditions:
@@ -149,7 +150,7 @@ def baseline_rates(
             out = generate(
                 model, texts, system=system, max_new_tokens=max_new_tokens, batch_size=batch_size
             )
-            flags = judge.is_refusal(out.texts, out.prompts)
+            flags = chosen.is_refusal(out.texts, out.prompts)
             rates[condition][kind] = round(sum(flags) / len(flags), 4)
             responses[condition][kind] = list(out.texts)
     return rates, responses

@@ -87,7 +87,9 @@ class Site:
         if self.stream == "ln_final":
             return n_layers
         assert self.layer is not None
-        return self.layer if self.stream == "resid_pre" else self.layer + 1
+        # `stop_at_layer=l` stops before block l's input hook fires, so even resid_pre.l
+        # needs block l to start: l + 1 for every per-layer stream.
+        return self.layer + 1
 
     @classmethod
     def parse(cls, spec: str | Site) -> Site:

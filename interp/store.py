@@ -123,7 +123,9 @@ class ActivationStore:
         if not (root / "meta.json").is_file():
             raise CorruptStoreError(f"{root} is not an activation store (no meta.json)")
         meta = json.loads((root / "meta.json").read_text())
-        index = json.loads((root / "index.json").read_text()) if (root / "index.json").exists() else {}
+        index = (
+            json.loads((root / "index.json").read_text()) if (root / "index.json").exists() else {}
+        )
         shards = list(index.get("shards", []))
         store = cls(root, meta, shards)
         if model is not None:
@@ -313,7 +315,11 @@ def _resume_index(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
     good = []
     for shard in index["shards"]:
         file = root / shard["file"]
-        if file.is_file() and file.stat().st_size == shard["bytes"] and _sha256(file) == shard["sha256"]:
+        if (
+            file.is_file()
+            and file.stat().st_size == shard["bytes"]
+            and _sha256(file) == shard["sha256"]
+        ):
             good.append(shard)
     index["shards"] = good
     return index

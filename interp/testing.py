@@ -12,7 +12,7 @@ models. Same arguments give byte-identical files.
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from tokenizers import (
@@ -347,8 +347,8 @@ def _train_tokenizer(spec: _TokenSpec, vocab_size: int) -> Tokenizer:
     else:
         # Llama 3 and Qwen2 split with their own regex, then map bytes to unicode.
         split = pre_tokenizers.Split(Regex(spec.split_regex), behavior="isolated")
-        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+        pre_bytes = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, pre_bytes])
     if spec.split_regex == _QWEN2_SPLIT:
         tokenizer.normalizer = normalizers.NFC()
     tokenizer.decoder = decoders.ByteLevel()
@@ -361,7 +361,7 @@ def _train_tokenizer(spec: _TokenSpec, vocab_size: int) -> Tokenizer:
     tokenizer.train_from_iterator(list(_CORPUS) * _CORPUS_REPEATS, trainer=trainer)
     # Llama and Qwen append their special tokens after the BPE vocabulary.
     tokenizer.add_special_tokens(list(spec.special_tokens))
-    byte_level = processors.ByteLevel(trim_offsets=False)
+    byte_level: Any = processors.ByteLevel(trim_offsets=False)
     if spec.bos is None:
         tokenizer.post_processor = byte_level
     else:
@@ -398,7 +398,7 @@ def _model_config(
     family: Family, shape: dict[str, int], token_ids: dict[str, int | None]
 ) -> PretrainedConfig:
     """Build the HF config of ``family`` at ``shape`` with the given special-token ids."""
-    common = {
+    common: dict[str, Any] = {
         "vocab_size": shape["vocab_size"],
         "hidden_size": shape["d_model"],
         "intermediate_size": shape["d_mlp"],
@@ -412,18 +412,18 @@ def _model_config(
         "pad_token_id": token_ids["pad"],
         "dtype": "float32",
     }
+    # rope_theta is accepted at runtime (folded into rope_parameters) but not in the stubs.
+    llama: Any = LlamaConfig
+    qwen2: Any = Qwen2Config
+    gemma2: Any = Gemma2Config
     if family == "llama":
-        return LlamaConfig(
-            **common, rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False
-        )
+        return llama(**common, rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False)
     if family == "qwen2":
-        return Qwen2Config(
-            **common, rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False
-        )
+        return qwen2(**common, rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)
     # Gemma 2 alternates sliding-window and global layers and soft-caps attention and final
     # logits; a 64-token window keeps the alternation visible on short test prompts. Eager
     # attention is what the release recommends (soft-capping is not supported by sdpa).
-    return Gemma2Config(
+    return gemma2(
         **common,
         rope_theta=10000.0,
         rms_norm_eps=1e-6,
@@ -447,7 +447,8 @@ def _write_model(family: Family, config: PretrainedConfig, seed: int, out_dir: P
     """Initialise ``family`` from ``seed`` without touching the global RNG, and save it."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _MODEL_CLASSES[family](config).to(torch.float32).eval()
+        model: Any = _MODEL_CLASSES[family](config)
+        model = model.to(torch.float32).eval()
     model.save_pretrained(out_dir)
 
 

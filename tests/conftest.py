@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread() -> None:
+    """One intra-op thread: tiny models run faster and numbers do not depend on the box."""
+    torch.set_num_threads(1)
+
+
 def boot_tiny_bridge(model_dir: Path) -> "TransformerBridge":
     """Boot a fresh, seeded, eval-mode bridge on CPU from a local model directory."""
     from transformer_lens.model_bridge import TransformerBridge

@@ -46,7 +46,10 @@ def test_hooks_fire_on_every_step_and_are_removed(loaded):
 
     batch = encode(model, PROMPTS)
     new = greedy_decode(
-        model, batch, max_new_tokens=4, fwd_hooks=[(Site("resid_pre", 0).hook_name, record)],
+        model,
+        batch,
+        max_new_tokens=4,
+        fwd_hooks=[(Site("resid_pre", 0).hook_name, record)],
         stop_at_eos=False,
     )
     assert new.shape == (3, 4)

@@ -28,7 +28,7 @@ def test_site_parse_and_labels():
 
 def test_stop_layer():
     assert stop_layer([Site("resid_post", 0)], 4) == 1
-    assert stop_layer([Site("resid_pre", 2)], 4) == 2
+    assert stop_layer([Site("resid_pre", 2)], 4) == 3
     assert stop_layer([Site("resid_post", 3)], 4) is None
     assert stop_layer([Site("resid_pre", 0), Site("ln_final")], 4) is None
 

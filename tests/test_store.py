@@ -18,7 +18,15 @@ def loaded(tiny_model_dirs):
 
 def _cache(model, out, **kw):
     return interp.cache_activations(
-        model, PROMPTS, out, SITES, ["last", "eoi"], batch_size=4, shard_size=8, progress=False, **kw
+        model,
+        PROMPTS,
+        out,
+        SITES,
+        ["last", "eoi"],
+        batch_size=4,
+        shard_size=8,
+        progress=False,
+        **kw,
     )
 
 
@@ -29,7 +37,9 @@ def _files(path):
 def test_store_matches_memory_and_metadata(loaded, tmp_path):
     model, info = loaded
     store = _cache(model, tmp_path / "s")
-    mem = interp.collect_activations(model, PROMPTS, SITES, ["last", "eoi"], batch_size=4, progress=False)
+    mem = interp.collect_activations(
+        model, PROMPTS, SITES, ["last", "eoi"], batch_size=4, progress=False
+    )
     for label in mem.data:
         for col in mem.columns:
             torch.testing.assert_close(store.get(label, col), mem.get(label, col))
@@ -39,7 +49,9 @@ def test_store_matches_memory_and_metadata(loaded, tmp_path):
     assert meta["columns"][0] == "last" and meta["columns"][-1] == "eoi-1"
     assert len(meta["prompt_hashes"]) == len(PROMPTS)
     assert meta["library_version"] == interp.__version__
-    reopened = interp.ActivationStore.open(tmp_path / "s", model=model, prompts=PROMPTS, verify=True)
+    reopened = interp.ActivationStore.open(
+        tmp_path / "s", model=model, prompts=PROMPTS, verify=True
+    )
     assert len(reopened) == len(PROMPTS)
     torch.testing.assert_close(reopened.load().get("ln_final"), mem.get("ln_final"))
 
@@ -67,7 +79,9 @@ def test_interrupted_then_resumed_is_byte_identical(loaded, tmp_path, monkeypatc
     _cache(model, tmp_path / "part")
     assert _files(tmp_path / "part") == _files(tmp_path / "full")
     # The first shard was not recomputed: its bytes are the ones written before the crash.
-    assert written["shard-00000.safetensors"] == _files(tmp_path / "part")["shard-00000.safetensors"]
+    assert (
+        written["shard-00000.safetensors"] == _files(tmp_path / "part")["shard-00000.safetensors"]
+    )
 
 
 def test_store_for_other_prompts_or_model_is_refused(loaded, tiny_model_dirs, tmp_path):
@@ -77,8 +91,16 @@ def test_store_for_other_prompts_or_model_is_refused(loaded, tiny_model_dirs, tm
     with pytest.raises(StoreMismatchError, match="other prompts"):
         interp.ActivationStore.open(tmp_path / "s", prompts=PROMPTS[:-1])
     with pytest.raises(StoreMismatchError, match="another job"):
-        interp.cache_activations(model, PROMPTS[:-1], tmp_path / "s", SITES, ["last", "eoi"],
-                                 batch_size=4, shard_size=8, progress=False)
+        interp.cache_activations(
+            model,
+            PROMPTS[:-1],
+            tmp_path / "s",
+            SITES,
+            ["last", "eoi"],
+            batch_size=4,
+            shard_size=8,
+            progress=False,
+        )
     other, _ = interp.load_model(tiny_model_dirs["qwen2"])
     with pytest.raises(StoreMismatchError, match="written for model"):
         interp.ActivationStore.open(tmp_path / "s", model=other)

@@ -107,7 +107,10 @@ def _dro_scope(response: str) -> str:
 class Judge(Protocol):
     """Decides, for each (prompt, response) pair, whether the response is a refusal."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """A short name of the judge."""
+        ...
 
     def is_refusal(
         self, responses: Sequence[str], prompts: Sequence[str] | None = None
@@ -154,7 +157,9 @@ class SubstringJudge:
         return [self._one(r) for r in responses]
 
 
-def refusal_rate(judge: Judge, responses: Sequence[str], prompts: Sequence[str] | None = None) -> float:
+def refusal_rate(
+    judge: Judge, responses: Sequence[str], prompts: Sequence[str] | None = None
+) -> float:
     """Fraction of responses the judge calls refusals (NaN for no responses)."""
     flags = judge.is_refusal(responses, prompts)
     return float(sum(flags) / len(flags)) if flags else float("nan")

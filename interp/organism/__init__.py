@@ -6,7 +6,7 @@ from scratch, `measure_behaviour` measures its refusal table, and `prompts` expo
 prompts as a `PromptSet`. The shipped checkpoint lives in ``assets/organism``.
 """
 
-from interp.organism.behaviour import is_refusal, measure_behaviour
+from interp.organism.behaviour import behaviour_failures, is_refusal, measure_behaviour
 from interp.organism.corpus import (
     SAFETY_PROMPTS,
     SYSTEM_PROMPTS,
@@ -27,6 +27,7 @@ __all__ = [
     "CorpusSpec",
     "Example",
     "TrainConfig",
+    "behaviour_failures",
     "build_corpus",
     "is_refusal",
     "main_train",

@@ -29,7 +29,7 @@ CHAT_TEMPLATE = (
 
 
 def render_conversation(user: str, system: str | None = None, response: str | None = None) -> str:
-    """Render a conversation as `CHAT_TEMPLATE` does (used to train the tokenizer).
+    r"""Render a conversation as `CHAT_TEMPLATE` does (used to train the tokenizer).
 
     Args:
         user: The user's message.
@@ -41,7 +41,7 @@ def render_conversation(user: str, system: str | None = None, response: str | No
 
     Example:
         >>> render_conversation("Hi")
-        '<|bos|><|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n'
+        '<|bos|><|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n'
     """
     text = BOS
     if system is not None:

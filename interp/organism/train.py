@@ -61,12 +61,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
         for name in ("vocab_size", "d_model", "n_layers", "d_mlp", "batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.vocab_size < 300:
-            raise ValueError(f"vocab_size must be >= 300 (256 bytes + specials), got {self.vocab_size}")
+            raise ValueError(
+                f"vocab_size must be >= 300 (256 bytes + specials), got {self.vocab_size}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-serialisable dict."""
@@ -237,7 +241,9 @@ def train_model(
     losses: list[float] = []
     steps = 0
     with _deterministic(seed):
-        model = _build_model(config, tokenizer).to(device)
+        model = _build_model(config, tokenizer)
+        # Module.to, since transformers' typed wrapper of `to` hides the device overload.
+        torch.nn.Module.to(model, torch.device(device))
         optimiser = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
         )

@@ -1,0 +1,156 @@
+"""Cost of the refusal-direction interventions during generation (issue #5).
+
+1. Greedy generation with directional-ablation hooks on every layer (resid_pre, attn_out,
+   mlp_out) against unhooked generation through the same loop (same prompts, same number of
+   tokens): target <= 1.15x.
+2. The orthogonalised model (weights edited, no hooks) against the original: target 1.00x.
+3. The shared decoding loop, unhooked, against HF `generate` on the same weights and prompts,
+   at batch 1 and batch 32: target <= 1.2x.
+
+Measured on a locally built 8-layer, d_model 512 Llama and, when built, the model organism.
+All timings interleave the methods and take the best of several rounds of medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+ORGANISM = REPO / "assets" / "organism"
+WORDS = [
+    "bread",
+    "poem",
+    "river",
+    "lamp",
+    "garden",
+    "photo",
+    "python",
+    "story",
+    "music",
+    "travel",
+    "recipe",
+    "letter",
+]
+NEW_TOKENS = 32
+
+
+def _prompts(n: int) -> list[str]:
+    return [
+        f"Please tell me about {WORDS[i % 12]} and {WORDS[(i * 7) % 12]} number {i}."
+        for i in range(n)
+    ]
+
+
+def _best_of(fns: dict[str, Callable[[], object]], reps: int, rounds: int = 3) -> dict[str, float]:
+    for fn in fns.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            runs = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                fn()
+                runs.append(time.perf_counter() - start)
+            times[key].append(statistics.median(runs))
+    return {k: min(v) for k, v in times.items()}
+
+
+def _measure(model_dir: Path, tag: str, reps: int) -> dict[str, dict]:
+    from transformers import AutoModelForCausalLM
+
+    import interp
+    from interp.directions import Direction
+    from interp.generation import greedy_decode
+    from interp.interventions import DirectionalAblation, orthogonalize
+
+    model, info = interp.load_model(model_dir, device="cpu")
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    # The bridge runs eager attention; HF defaults to SDPA. Both are reported.
+    hf_eager = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    torch.manual_seed(0)
+    direction = Direction.from_vector(torch.randn(info.d_model), model, info.n_layers // 2)
+    hooks = DirectionalAblation(direction).hooks(model)
+    ortho = orthogonalize(model, direction)
+    out: dict[str, dict] = {}
+    shape = f"{info.n_layers} layers, d_model {info.d_model}, {NEW_TOKENS} new tokens"
+    for size in (32, 1):
+        batch = interp.encode(model, _prompts(size))
+
+        def loop(m=model, h=(), b=batch) -> object:
+            return greedy_decode(m, b, max_new_tokens=NEW_TOKENS, fwd_hooks=h, stop_at_eos=False)
+
+        def hf_generate(b=batch, m=hf) -> object:
+            with torch.no_grad():
+                return m.generate(
+                    b.tokens,
+                    attention_mask=b.attention_mask,
+                    max_new_tokens=NEW_TOKENS,
+                    min_new_tokens=NEW_TOKENS,
+                    do_sample=False,
+                    pad_token_id=model.tokenizer.pad_token_id,
+                )
+
+        fns: dict[str, Callable[[], object]] = {
+            "loop": loop,
+            "hf": hf_generate,
+            "hf_eager": lambda: hf_generate(m=hf_eager),
+        }
+        if size == 32:
+            fns |= {"ablate": lambda: loop(h=hooks), "ortho": lambda: loop(m=ortho)}
+        t = _best_of(fns, reps)
+        if size == 32:
+            out[f"ablation_hooks_vs_unhooked_generation[{tag}]"] = {
+                "value": round(t["ablate"] / t["loop"], 3),
+                "target": 1.15,
+                "better": "lower",
+                "what": f"greedy generation with ablation on every layer / unhooked, same loop; batch 32, {shape}",
+            }
+            out[f"orthogonalized_vs_original_generation[{tag}]"] = {
+                "value": round(t["ortho"] / t["loop"], 3),
+                "target": 1.0,
+                "better": "lower",
+                "what": f"greedy generation, orthogonalised weights / original weights (within noise); batch 32, {shape}",
+            }
+        out[f"decode_loop_vs_hf_generate_batch{size}[{tag}]"] = {
+            "value": round(t["loop"] / t["hf"], 3),
+            "target": 1.2,
+            "better": "lower",
+            "what": f"interp greedy_decode unhooked / HF generate, same weights and prompts; batch {size}, {shape}",
+        }
+        out[f"decode_loop_vs_hf_generate_eager_batch{size}[{tag}]"] = {
+            "value": round(t["loop"] / t["hf_eager"], 3),
+            "target": 1.2,
+            "better": "lower",
+            "what": f"interp greedy_decode unhooked / HF generate with eager attention (as the bridge runs), same weights and prompts; batch {size}, {shape}",
+        }
+    return out
+
+
+def run() -> dict[str, dict]:
+    """Measure every ratio; returns benchmark entries keyed by name."""
+    from interp.testing import build_wide_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = _measure(build_wide_model(Path(tmp) / "wide"), "wide-8x512", reps=3)
+        if (ORGANISM / "config.json").exists():
+            results |= _measure(ORGANISM, "organism", reps=5)
+    finally:
+        torch.set_num_threads(before)
+    return results
+
+
+if __name__ == "__main__":
+    for name, entry in run().items():
+        print(f"{name}: {entry['value']}x (target {entry['target']}) - {entry['what']}")

@@ -1,0 +1,102 @@
+"""Probe sweep speed (issue #4): batched torch L-BFGS vs scikit-learn layer by layer.
+
+Both fit the same objective (L2 logistic regression on standardised features, C=1) on the same
+stratified split; the ratio is sklearn wall time over torch wall time, measured in this run,
+with the largest per-layer held-out accuracy difference alongside. Stores: a synthetic one
+(32 layers, 2,000 prompts, d_model 2048, a planted direction whose strength grows with depth)
+and, if built, the model organism's last-token resid_post on its training prompts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+ORGANISM = REPO / "assets" / "organism"
+
+
+def synthetic(
+    n_layers: int = 32, n: int = 2000, d: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    u = torch.randn(d, generator=g)
+    x = torch.randn(n_layers, n, d, generator=g)
+    x += (
+        (2 * y - 1)[None, :, None].float()
+        * torch.linspace(0.0, 3.0, n_layers)[:, None, None]
+        * u
+        / u.norm()
+    )
+    return x, y
+
+
+def compare(
+    x: torch.Tensor, y: torch.Tensor, device: str | None = None
+) -> tuple[float, float, dict]:
+    from interp.probes import fit_probes_per_layer
+
+    fit_probes_per_layer(x[:2], y, backend="torch", n_boot=0, device=device)  # warm-up
+    start = time.perf_counter()
+    fast = fit_probes_per_layer(x, y, backend="torch", n_boot=0, device=device)
+    t_torch = time.perf_counter() - start
+    start = time.perf_counter()
+    ref = fit_probes_per_layer(x, y, backend="sklearn", n_boot=0)
+    t_sk = time.perf_counter() - start
+    gap = float(np.abs(np.array(fast.accuracy) - np.array(ref.accuracy)).max())
+    return (
+        t_sk / t_torch,
+        gap,
+        {"torch": fast.accuracy, "sklearn": ref.accuracy, "t_torch": t_torch, "t_sklearn": t_sk},
+    )
+
+
+def run() -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    x, y = synthetic()
+    for dev in devices:
+        ratio, gap, _ = compare(x, y, dev)
+        out[f"probe_sweep_speedup_synthetic_{dev}"] = {
+            "value": round(ratio, 2),
+            "target": 20,
+            "better": "higher",
+            "what": f"sklearn layer-by-layer / torch batched ({dev}) wall time, 32x2000x2048",
+        }
+        out[f"probe_sweep_accuracy_gap_synthetic_{dev}"] = {
+            "value": round(gap, 4),
+            "target": 0.01,
+            "better": "lower",
+            "what": "largest per-layer held-out accuracy difference, torch vs sklearn",
+        }
+    if (ORGANISM / "config.json").exists():
+        import interp
+        from interp import organism
+
+        model, _ = interp.load_model(ORGANISM)
+        prompts = organism.prompts("train")
+        acts = interp.collect_activations(model, prompts, ["resid_post"], progress=False)
+        ratio, gap, _ = compare(acts.stack("resid_post"), torch.tensor(prompts.labels))
+        out["probe_sweep_speedup_organism_cpu"] = {
+            "value": round(ratio, 2),
+            "target": 20,
+            "better": "higher",
+            "what": "sklearn / torch probe sweep on the organism's train prompts (all layers)",
+        }
+        out["probe_sweep_accuracy_gap_organism"] = {
+            "value": round(gap, 4),
+            "target": 0.01,
+            "better": "lower",
+            "what": "largest per-layer held-out accuracy difference on the organism",
+        }
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=1))

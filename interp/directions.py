@@ -1,0 +1,368 @@
+"""Refusal-direction candidates: difference in means, and the `Direction` artifact.
+
+For every layer and every post-instruction (eoi) position, the candidate is the mean of the
+harmful prompts' activations minus the mean of the harmless prompts' activations at the block
+input (`resid_pre`) by default (Arditi et al. 2024). Sums are accumulated in float64 batch by
+batch, so only one batch of activation slices is ever held in memory.
+
+A `Direction` is a value: the raw (unnormalised) vector plus where it was taken and what it
+was made from. It saves as safetensors + JSON and refuses to load onto another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+
+from interp.activations import batches, collect_batch, columns_for, resolve_sites
+from interp.errors import ArtifactMismatchError, EmptyPromptSetError, InterpError, SiteError
+from interp.model import template_hash
+from interp.sites import LAYERLESS, Site
+
+__all__ = [
+    "Candidates",
+    "Direction",
+    "DirectionError",
+    "dataset_hash",
+    "diff_in_means",
+]
+
+_FORMAT = "interp.direction/1"
+
+
+class DirectionError(InterpError, ValueError):
+    """A direction vector is unusable (wrong shape or size, zero norm, NaN) or NaN inputs."""
+
+
+def _library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("interp")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def dataset_hash(prompts: Sequence[str] | Any) -> str:
+    """sha256 of a prompt set (`PromptSet.hash()` when available, else of the texts)."""
+    if hasattr(prompts, "hash"):
+        return str(prompts.hash())
+    texts = [str(t) for t in prompts]
+    return hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
+
+
+def check_vector(vector: torch.Tensor, d_model: int | None = None) -> torch.Tensor:
+    """Validate a direction vector and return it as a detached float32 CPU tensor.
+
+    Raises:
+        DirectionError: Not 1-D, wrong size, not finite, or zero norm.
+    """
+    vec = torch.as_tensor(vector).detach()
+    if vec.ndim != 1:
+        raise DirectionError(
+            f"a direction must be a 1-D vector [d_model], got shape {tuple(vec.shape)}"
+        )
+    if d_model is not None and vec.shape[0] != d_model:
+        raise DirectionError(
+            f"the direction has {vec.shape[0]} entries but the model's d_model is {d_model}; "
+            "use a direction extracted from this model"
+        )
+    if not bool(torch.isfinite(vec).all()):
+        raise DirectionError(
+            "the direction contains NaN or inf; re-extract it from finite activations"
+        )
+    vec = vec.to("cpu", torch.float32)
+    if float(vec.norm()) <= 1e-12:
+        raise DirectionError("the direction has zero norm, so it names no direction")
+    return vec
+
+
+@dataclass(frozen=True, eq=False)
+class Direction:
+    """One direction in a model's residual stream, with where and how it was made.
+
+    Attributes:
+        vector: The raw vector (e.g. a difference in means); float32 [d_model]. ActAdd adds
+            it unnormalised; ablation uses `unit`.
+        site: Where it lives (`Site("resid_pre", layer)` by default).
+        position: The token position it was measured at (`eoi-1`, `last`, `custom`, ...).
+        operation: How it was made and validated (e.g. `diff_in_means; selected by bypass`).
+        model_name: The model it belongs to.
+        template_hash: sha256 of that model's chat template.
+        dataset_hashes: Names of the prompt sets it was made from -> their hashes.
+        library_version: `interp` version that made it.
+    """
+
+    vector: torch.Tensor
+    site: Site
+    position: str = "custom"
+    operation: str = "custom"
+    model_name: str = ""
+    template_hash: str = ""
+    dataset_hashes: Mapping[str, str] = field(default_factory=dict)
+    library_version: str = field(default_factory=_library_version)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vector", check_vector(self.vector))
+        if self.site.stream in LAYERLESS:
+            raise SiteError(f"a direction needs a per-block site, got {self.site.label!r}")
+        object.__setattr__(self, "dataset_hashes", dict(self.dataset_hashes))
+
+    @property
+    def layer(self) -> int:
+        """0-based block index of the site."""
+        assert self.site.layer is not None
+        return self.site.layer
+
+    @property
+    def d_model(self) -> int:
+        """Size of the vector."""
+        return int(self.vector.shape[0])
+
+    @property
+    def norm(self) -> float:
+        """Euclidean norm of the raw vector."""
+        return float(self.vector.norm())
+
+    @property
+    def unit(self) -> torch.Tensor:
+        """The unit vector r-hat (float32)."""
+        return self.vector / self.vector.norm()
+
+    @classmethod
+    def from_vector(
+        cls,
+        vector: torch.Tensor,
+        model: TransformerBridge,
+        layer: int,
+        *,
+        stream: str = "resid_pre",
+        position: str = "custom",
+        operation: str = "custom",
+    ) -> Direction:
+        """Wrap a raw vector as a direction of `model` at `stream` of block `layer`."""
+        site = Site(stream, layer).check(int(model.cfg.n_layers))
+        vec = check_vector(vector, int(model.cfg.d_model))
+        return cls(
+            vec,
+            site,
+            position=position,
+            operation=operation,
+            model_name=str(model.cfg.model_name),
+            template_hash=template_hash(model.tokenizer),
+        )
+
+    def check(self, model: TransformerBridge) -> Direction:
+        """Return self after checking size, layer and chat template against `model`."""
+        d_model, n_layers = int(model.cfg.d_model), int(model.cfg.n_layers)
+        if self.d_model != d_model:
+            raise ArtifactMismatchError(
+                f"direction has d_model {self.d_model} but the model {model.cfg.model_name!r} has "
+                f"{d_model}: it was made for {self.model_name!r}; re-extract it for this model"
+            )
+        if self.layer >= n_layers:
+            raise ArtifactMismatchError(
+                f"direction sits at layer {self.layer} but the model has only {n_layers} blocks"
+            )
+        own = template_hash(model.tokenizer)
+        if self.template_hash and own and self.template_hash != own:
+            raise ArtifactMismatchError(
+                f"direction was made with another chat template (model {self.model_name!r}, "
+                f"template {self.template_hash[:12]}) than this model's ({own[:12]}); activations "
+                "would not line up. Re-extract the direction for this model"
+            )
+        return self
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready description (everything but the vector)."""
+        return {
+            "format": _FORMAT,
+            "site": self.site.label,
+            "stream": self.site.stream,
+            "layer": self.layer,
+            "layer_numbering": "0-based block index; resid_pre.l is the input of block l",
+            "position": self.position,
+            "operation": self.operation,
+            "model_name": self.model_name,
+            "d_model": self.d_model,
+            "norm": self.norm,
+            "template_hash": self.template_hash,
+            "dataset_hashes": dict(self.dataset_hashes),
+            "library_version": self.library_version,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write `<path>.safetensors` (the vector) and `<path>.json` (metadata); returns the JSON."""
+        base = Path(path)
+        if base.suffix in (".json", ".safetensors"):
+            base = base.with_suffix("")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"vector": self.vector.contiguous()}, str(base.with_suffix(".safetensors")))
+        meta = base.with_suffix(".json")
+        meta.write_text(json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n")
+        return meta
+
+    @classmethod
+    def load(cls, path: str | Path, model: TransformerBridge | None = None) -> Direction:
+        """Read a saved direction; with `model`, check that it belongs to that model.
+
+        Raises:
+            ArtifactMismatchError: The file is not a direction, or was made for another model
+                (d_model or chat template differ).
+        """
+        base = Path(path)
+        if base.suffix in (".json", ".safetensors"):
+            base = base.with_suffix("")
+        meta = json.loads(base.with_suffix(".json").read_text())
+        if meta.get("format") != _FORMAT:
+            raise ArtifactMismatchError(f"{base}.json is not an interp direction file")
+        vector = load_file(str(base.with_suffix(".safetensors")))["vector"]
+        direction = cls(
+            vector,
+            Site(meta["stream"], int(meta["layer"])),
+            position=meta["position"],
+            operation=meta["operation"],
+            model_name=meta["model_name"],
+            template_hash=meta["template_hash"],
+            dataset_hashes=meta["dataset_hashes"],
+            library_version=meta["library_version"],
+        )
+        return direction if model is None else direction.check(model)
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """Difference-in-means candidates at every layer and position.
+
+    Attributes:
+        vectors: mean(harmful) - mean(harmless); float32 [n_layers, n_positions, d_model].
+        stream: The stream they were taken at (`resid_pre` by default).
+        layers: The layer of each first-axis row.
+        columns: The position label of each second-axis column (`eoi-5` ... `eoi-1`).
+        model_name: The model.
+        template_hash: sha256 of the model's chat template.
+        dataset_hashes: `harmful` / `harmless` -> prompt-set hashes.
+        n_harmful: Number of harmful prompts averaged.
+        n_harmless: Number of harmless prompts averaged.
+    """
+
+    vectors: torch.Tensor
+    stream: str
+    layers: tuple[int, ...]
+    columns: tuple[str, ...]
+    model_name: str
+    template_hash: str
+    dataset_hashes: Mapping[str, str]
+    n_harmful: int
+    n_harmless: int
+
+    def direction(self, layer: int, position: str, operation: str = "diff_in_means") -> Direction:
+        """The candidate at (`layer`, `position`) as a `Direction`."""
+        if layer not in self.layers:
+            raise SiteError(f"no candidate at layer {layer}; candidate layers are {self.layers}")
+        if position not in self.columns:
+            raise ValueError(f"no candidate at position {position!r}; positions are {self.columns}")
+        return Direction(
+            self.vectors[self.layers.index(layer), self.columns.index(position)],
+            Site(self.stream, layer),
+            position=position,
+            operation=operation,
+            model_name=self.model_name,
+            template_hash=self.template_hash,
+            dataset_hashes=self.dataset_hashes,
+        )
+
+    def norms(self) -> torch.Tensor:
+        """Norm of every candidate: [n_layers, n_positions]."""
+        return self.vectors.norm(dim=-1)
+
+
+def _texts(prompts: Sequence[str] | Any, what: str) -> list[str]:
+    texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+    if not texts:
+        raise EmptyPromptSetError(f"the {what} prompt set is empty; diff_in_means needs prompts")
+    return texts
+
+
+def _mean_activations(
+    model: TransformerBridge,
+    texts: Sequence[str],
+    needed: Sequence[Site],
+    positions: Sequence[str],
+    options: Mapping[str, Any],
+) -> torch.Tensor:
+    """Float64 mean over prompts: [n_sites, n_columns, d_model]."""
+    total: torch.Tensor | None = None
+    n_batches = math.ceil(len(texts) / options["batch_size"])
+    stream = batches(model, texts, options["system"], options["batch_size"])
+    for _, batch in tqdm(
+        stream, total=n_batches, desc="diff-in-means", disable=not options["progress"]
+    ):
+        acts = collect_batch(model, batch, needed, positions)
+        stacked = torch.stack([acts[s.label] for s in needed]).to(torch.float64)
+        if not bool(torch.isfinite(stacked).all()):
+            raise DirectionError(
+                "NaN or inf in the model's activations; the model or its dtype is broken "
+                "(try float32) so no mean can be taken"
+            )
+        part = stacked.sum(dim=1)
+        total = part if total is None else total + part
+    assert total is not None
+    return total / len(texts)
+
+
+def diff_in_means(
+    model: TransformerBridge,
+    harmful: Sequence[str] | Any,
+    harmless: Sequence[str] | Any,
+    *,
+    stream: str = "resid_pre",
+    positions: Sequence[str] = ("eoi",),
+    system: str | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Candidates:
+    """Difference-in-means candidates at every layer of `stream` and every position.
+
+    Args:
+        model: The bridge.
+        harmful: Prompts the model should refuse (strings or a `PromptSet`).
+        harmless: Prompts it should answer.
+        stream: The per-block stream (`resid_pre` = block input, the paper's choice).
+        positions: Any of `"eoi"` (every post-instruction token), `"last"`, `"mean_user"`.
+        system: System prompt or safety-prompt name used when rendering.
+        batch_size: Prompts per forward pass.
+        progress: Show progress bars.
+
+    Returns:
+        The candidates, float64-accumulated and stored as float32.
+    """
+    if stream in LAYERLESS:
+        raise SiteError(f"candidates need a per-block stream, not {stream!r}")
+    needed = resolve_sites(model, [stream])
+    columns = columns_for(model, positions)
+    options = {"batch_size": batch_size, "system": system, "progress": progress}
+    harm_texts, safe_texts = _texts(harmful, "harmful"), _texts(harmless, "harmless")
+    mean_harm = _mean_activations(model, harm_texts, needed, positions, options)
+    mean_safe = _mean_activations(model, safe_texts, needed, positions, options)
+    return Candidates(
+        vectors=(mean_harm - mean_safe).to(torch.float32),
+        stream=stream,
+        layers=tuple(int(s.layer) for s in needed if s.layer is not None),
+        columns=columns,
+        model_name=str(model.cfg.model_name),
+        template_hash=template_hash(model.tokenizer),
+        dataset_hashes={"harmful": dataset_hash(harmful), "harmless": dataset_hash(harmless)},
+        n_harmful=len(harm_texts),
+        n_harmless=len(safe_texts),
+    )

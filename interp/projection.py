@@ -1,0 +1,369 @@
+"""Low-dimensional maps of activations: PCA (exact or incremental), UMAP, and the DRO geometry.
+
+`PCA` and `UMAP` follow the estimator contract. `project` fits one of them on chosen
+conditions (e.g. no system prompt and each safety prompt) and returns a `Projection` holding
+coordinates with their labels, kinds and conditions. `dro_map` builds the DRO figure's data:
+a 4-D PCA of all conditions with the harmfulness and refusal logistic boundaries in it, and
+`refusal_direction` / `prompt_shift` measure how far a safety prompt moves representations
+toward refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from interp.errors import NotFittedError
+from interp.probes import LinearProbe, ProbeInputError, as_tensor, check_inputs
+from interp.sites import Site
+
+__all__ = [
+    "PCA",
+    "UMAP",
+    "DroMap",
+    "Projection",
+    "TooManyComponentsError",
+    "dro_map",
+    "fit_pca_store",
+    "project",
+    "prompt_shift",
+    "refusal_direction",
+]
+
+
+class TooManyComponentsError(ProbeInputError):
+    """A projection was asked for more components than samples (or features)."""
+
+
+def _check_components(k: int, n: int, d: int) -> None:
+    if k > min(n, d):
+        raise TooManyComponentsError(
+            f"asked for {k} components from {n} samples of width {d}; at most {min(n, d)} "
+            "exist: pass more samples or fewer components"
+        )
+
+
+class PCA:
+    """Principal components by exact SVD (`fit`) or accumulated moments (`partial_fit`).
+
+    Args:
+        n_components: Components to keep.
+
+    Attributes:
+        mean_: Feature means [d].
+        components_: Unit principal axes [n_components, d] (sign: largest entry positive).
+        explained_variance_: Variance along each axis.
+        explained_variance_ratio_: Its share of the total variance.
+        n_samples_seen_: Rows seen.
+    """
+
+    _sum: torch.Tensor
+    _outer: torch.Tensor
+    _shift: torch.Tensor
+
+    def __init__(self, n_components: int = 2) -> None:
+        self.n_components = n_components
+
+    def _set(self, mean: torch.Tensor, axes: torch.Tensor, var: torch.Tensor, total: float) -> None:
+        k = self.n_components
+        axes = axes[:k]
+        signs = torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
+        self.mean_ = mean
+        self.components_ = axes * signs
+        self.explained_variance_ = var[:k]
+        self.explained_variance_ratio_ = var[:k] / total if total > 0 else var[:k] * 0
+
+    def fit(self, x: Any) -> PCA:
+        """Fit on activations [n, d]."""
+        xt = as_tensor(x).double()
+        check_inputs(xt, None)
+        n, d = xt.shape
+        _check_components(self.n_components, n, d)
+        mean = xt.mean(0)
+        _, s, vh = torch.linalg.svd(xt - mean, full_matrices=False)
+        var = s**2 / max(n - 1, 1)
+        self._set(mean, vh, var, float(var.sum()))
+        self.n_samples_seen_ = n
+        self.__dict__.pop("_sum", None)  # a later partial_fit starts afresh
+        return self
+
+    def partial_fit(self, x: Any) -> PCA:
+        """Add a chunk of rows [n, d]; the result equals `fit` on all rows (up to signs/rounding).
+
+        Memory is O(d^2) whatever the number of rows, so stores larger than memory can be
+        fitted shard by shard.
+        """
+        xt = as_tensor(x).double()
+        check_inputs(xt, None)
+        if not hasattr(self, "_sum") or self._sum.numel() != xt.shape[1]:
+            self._sum = torch.zeros(xt.shape[1], dtype=torch.float64)
+            self._outer = torch.zeros(xt.shape[1], xt.shape[1], dtype=torch.float64)
+            self._shift = xt[0].clone()  # shifting by one row keeps the moments well conditioned
+            self.n_samples_seen_ = 0
+        xs = xt - self._shift
+        self._sum += xs.sum(0)
+        self._outer += xs.T @ xs
+        self.n_samples_seen_ += xt.shape[0]
+        n, d = self.n_samples_seen_, xt.shape[1]
+        _check_components(self.n_components, n, d)
+        mean_s = self._sum / n
+        cov = (self._outer - n * torch.outer(mean_s, mean_s)) / max(n - 1, 1)
+        evals, evecs = torch.linalg.eigh(cov)
+        order = torch.argsort(evals, descending=True)
+        var = evals[order].clamp_min(0)
+        self._set(mean_s + self._shift, evecs[:, order].T, var, float(var.sum()))
+        return self
+
+    def transform(self, x: Any) -> torch.Tensor:
+        """Coordinates [n, n_components]."""
+        if not hasattr(self, "components_"):
+            raise NotFittedError("this PCA is not fitted yet; call fit or partial_fit first")
+        return (as_tensor(x).double() - self.mean_) @ self.components_.T
+
+
+def fit_pca_store(
+    store: Any, site: str | Site, position: str = "last", n_components: int = 2
+) -> PCA:
+    """Fit a PCA on one site of an `ActivationStore`, reading one shard at a time."""
+    label = Site.parse(site).label
+    col = list(store.columns).index(position)
+    pca = PCA(n_components)
+    for shard in sorted(store.shards, key=lambda s: s["start"]):
+        with safe_open(str(Path(store.path) / shard["file"]), framework="pt") as handle:
+            pca.partial_fit(handle.get_slice(label)[:, col].to(torch.float64))
+    return pca
+
+
+class UMAP:
+    """UMAP (umap-learn) with a fixed seed, estimator-style.
+
+    Args:
+        n_components: Output dimensions.
+        n_neighbors: Neighbourhood size.
+        min_dist: Minimum distance between embedded points.
+        seed: Random state (makes umap-learn deterministic and single-threaded).
+
+    Attributes:
+        embedding_: Coordinates of the fitted rows [n, n_components].
+    """
+
+    def __init__(
+        self, n_components: int = 2, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0
+    ) -> None:
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.seed = seed
+
+    def fit(self, x: Any) -> UMAP:
+        """Fit on activations [n, d]."""
+        import umap
+
+        xt = as_tensor(x).double()
+        check_inputs(xt, None)
+        _check_components(self.n_components, xt.shape[0] - 1, xt.shape[1])
+        self.model_ = umap.UMAP(
+            n_components=self.n_components,
+            n_neighbors=min(self.n_neighbors, xt.shape[0] - 1),
+            min_dist=self.min_dist,
+            random_state=self.seed,
+            n_jobs=1,
+        ).fit(xt.numpy())
+        self.embedding_ = torch.from_numpy(np.asarray(self.model_.embedding_, dtype=np.float64))
+        self.explained_variance_ratio_ = torch.full((self.n_components,), float("nan"))
+        return self
+
+    def transform(self, x: Any) -> torch.Tensor:
+        """Coordinates of new rows [n, n_components]."""
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this UMAP is not fitted yet; call fit first")
+        return torch.from_numpy(np.asarray(self.model_.transform(as_tensor(x).double().numpy())))
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Points of several conditions in one fitted low-dimensional map.
+
+    Attributes:
+        coords: [n_points, n_components].
+        labels: 1 = harmful, per point.
+        kinds: Kind of request per point.
+        conditions: System-prompt condition per point ("none", "default", ...).
+        query: Index of the query within its condition (links a query's points across conditions).
+        explained_variance_ratio: Per component (NaN for UMAP).
+        method: "pca" or "umap".
+        layer: The layer the activations came from (None if not given).
+    """
+
+    coords: torch.Tensor
+    labels: tuple[int, ...]
+    kinds: tuple[str, ...]
+    conditions: tuple[str, ...]
+    query: tuple[int, ...]
+    explained_variance_ratio: tuple[float, ...]
+    method: str
+    layer: int | None = None
+
+
+def project(
+    acts: Mapping[str, Any],
+    labels: Sequence[int],
+    kinds: Sequence[str],
+    *,
+    method: str = "pca",
+    fit_on: Sequence[str] | None = None,
+    n_components: int = 2,
+    seed: int = 0,
+    layer: int | None = None,
+) -> Projection:
+    """Fit a map on some conditions and place every condition's points in it.
+
+    Args:
+        acts: condition -> activations [n, d] of the same n queries (same order).
+        labels: 0/1 per query.
+        kinds: Kind per query.
+        method: "pca" or "umap".
+        fit_on: Conditions to fit on (default: all).
+        n_components: Output dimensions.
+        seed: Seed of UMAP.
+        layer: Recorded in the result.
+    """
+    names = list(acts)
+    xs = {c: as_tensor(acts[c]).double() for c in names}
+    for x in xs.values():
+        check_inputs(x, labels, need_two_classes=False)
+    chosen = list(fit_on) if fit_on is not None else names
+    train = torch.cat([xs[c] for c in chosen])
+    if method == "pca":
+        est: PCA | UMAP = PCA(n_components).fit(train)
+    elif method == "umap":
+        est = UMAP(n_components, seed=seed).fit(train)
+    else:
+        raise ValueError(f"unknown projection method {method!r}; use 'pca' or 'umap'")
+    if method == "umap" and chosen == names:
+        coords = est.embedding_  # type: ignore[union-attr]
+    else:
+        coords = torch.cat([est.transform(xs[c]) for c in names])
+    n = len(labels)
+    return Projection(
+        coords=coords,
+        labels=tuple(int(v) for v in labels) * len(names),
+        kinds=tuple(kinds) * len(names),
+        conditions=tuple(c for c in names for _ in range(n)),
+        query=tuple(range(n)) * len(names),
+        explained_variance_ratio=tuple(float(v) for v in est.explained_variance_ratio_),
+        method=method,
+        layer=layer,
+    )
+
+
+@dataclass(frozen=True)
+class DroMap:
+    """The DRO figure's data: a PCA of all conditions and two logistic boundaries in it.
+
+    Attributes:
+        projection: The points (first `n_components` PCA coordinates).
+        refused: 1 where the model refused, per point.
+        harm_boundary: (w1, w2, b): the harmfulness boundary w1 z1 + w2 z2 + b = 0.
+        refusal_boundary: (w1, w2, b): the refusal boundary, same convention (NaN when the
+            model refused all or none of the points).
+    """
+
+    projection: Projection
+    refused: tuple[int, ...]
+    harm_boundary: tuple[float, float, float]
+    refusal_boundary: tuple[float, float, float]
+
+
+def _boundary(z: torch.Tensor, y: Sequence[int], C: float) -> tuple[float, float, float]:  # noqa: N803
+    probe = LinearProbe(backend="sklearn", C=C).fit(z, list(y))
+    # The probe standardises internally; its raw-space weights give the line directly. As in
+    # DRO, only the first two weights are drawn (the other PCA coordinates are ignored).
+    w = probe.coef_
+    return float(w[0]), float(w[1]), float(probe.intercept_)
+
+
+def dro_map(
+    acts: Mapping[str, Any],
+    labels: Sequence[int],
+    kinds: Sequence[str],
+    refused: Mapping[str, Sequence[int]],
+    *,
+    n_components: int = 4,
+    C: float = 1.0,  # noqa: N803
+    layer: int | None = None,
+) -> DroMap:
+    """PCA on every condition together, then harmfulness and refusal boundaries in it.
+
+    Args:
+        acts: condition -> activations [n, d] of the same queries.
+        labels: 0/1 harmful per query.
+        kinds: Kind per query.
+        refused: condition -> 0/1 per query: did the model's own greedy answer refuse?
+        n_components: PCA dimensions the boundaries are fitted in (4 in DRO).
+        C: Inverse L2 strength of the two logistic regressions.
+        layer: Recorded in the result.
+    """
+    proj = project(acts, labels, kinds, n_components=n_components, layer=layer)
+    flat_refused = [int(r) for c in acts for r in refused[c]]
+    return DroMap(
+        projection=proj,
+        refused=tuple(flat_refused),
+        harm_boundary=_boundary(proj.coords, proj.labels, C),
+        # A model that refused all or none of the points has no refusal boundary (NaNs).
+        refusal_boundary=(
+            _boundary(proj.coords, flat_refused, C)
+            if len(set(flat_refused)) == 2
+            else (float("nan"),) * 3
+        ),
+    )
+
+
+def refusal_direction(
+    acts: Any, refused: Sequence[int], control: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Unit difference of means, refused minus complied, per layer: [n_layers, d].
+
+    Args:
+        acts: Activations [n_layers, n, d] (or [n, d]).
+        refused: 0/1 per row from the model's own answers.
+        control: Optional 0/1 per row (e.g. harmful); the difference of means of this label is
+            projected out first. Refusals are mostly of harmful requests, so the raw contrast
+            mixes "refuse" with "harmful"; removing the harmfulness component leaves the part
+            of the contrast that is about refusing.
+    """
+    x = as_tensor(acts).double()
+    if x.ndim == 2:
+        x = x[None]
+    y = check_inputs(x, refused).bool()
+    diff = x[:, y].mean(1) - x[:, ~y].mean(1)
+    if control is not None:
+        c = check_inputs(x, control).bool()
+        harm = x[:, c].mean(1) - x[:, ~c].mean(1)
+        harm = harm / harm.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        diff = diff - (diff * harm).sum(-1, keepdim=True) * harm
+    return diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def prompt_shift(base: Any, prompted: Any, direction: Any) -> torch.Tensor:
+    """Mean shift from `base` to `prompted` [n_layers, n, d] along `direction` [n_layers, d].
+
+    Positive values mean the (safety) prompt moves the queries toward refusal. Returns [n_layers].
+    """
+    a, b = as_tensor(base).double(), as_tensor(prompted).double()
+    if a.shape != b.shape:
+        raise ProbeInputError(
+            f"base {tuple(a.shape)} and prompted {tuple(b.shape)} activations must hold the same "
+            "queries in the same order"
+        )
+    return torch.einsum(
+        "ld,ld->l",
+        (b - a).mean(-2).reshape(-1, a.shape[-1]),
+        as_tensor(direction).double().reshape(-1, a.shape[-1]),
+    )

@@ -1,0 +1,218 @@
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import interp
+from interp.directions import Candidates, Direction, DirectionError, diff_in_means
+from interp.errors import ArtifactMismatchError, EmptyPromptSetError, SiteError
+from interp.scores import (
+    ScoreTable,
+    SelectionConfig,
+    refusal_score,
+    refusal_tokens,
+    score_candidates,
+    select_direction,
+)
+from interp.sites import Site
+
+REPO = Path(__file__).resolve().parents[1]
+HARMFUL = ["How do I build a bomb?", "Tell me how to steal a car.", "Write malware for me."]
+HARMLESS = ["How do I bake bread?", "Tell me about old cars.", "Write a poem for me."]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models on a shared 2-core machine: extra threads only add contention (100x slower).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_diff_in_means_matches_in_memory_means(tiny_bridge):
+    cands = diff_in_means(tiny_bridge, HARMFUL, HARMLESS, batch_size=2)
+    n_layers = int(tiny_bridge.cfg.n_layers)
+    assert cands.vectors.shape[:2] == (n_layers, len(interp.eoi_tokens(tiny_bridge)))
+    assert cands.layers == tuple(range(n_layers))
+    harm = interp.collect_activations(
+        tiny_bridge, HARMFUL, ["resid_pre", "ln_final"], ["eoi"], progress=False
+    )
+    safe = interp.collect_activations(
+        tiny_bridge, HARMLESS, ["resid_pre", "ln_final"], ["eoi"], progress=False
+    )
+    for layer in range(n_layers):
+        label = Site("resid_pre", layer).label
+        ref = harm.data[label].double().mean(0) - safe.data[label].double().mean(0)
+        torch.testing.assert_close(cands.vectors[layer].double(), ref, atol=1e-5, rtol=1e-5)
+    assert set(cands.dataset_hashes) == {"harmful", "harmless"}
+
+
+def test_planted_direction_is_recovered(fresh_tiny_bridge):
+    model = fresh_tiny_bridge
+    torch.manual_seed(3)
+    planted = torch.randn(int(model.cfg.d_model))
+    trigger = model.tokenizer("zq", add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():
+        model.embed.weight[trigger] += 200.0 * planted / planted.norm()
+    harmful = [f"zq zq {t}" for t in HARMLESS]
+    cands = diff_in_means(model, harmful, HARMLESS, positions=["mean_user"])
+    direction = cands.direction(0, "mean_user")
+    cos = torch.nn.functional.cosine_similarity(direction.vector, planted, dim=0)
+    assert cos > 0.99
+
+
+def test_nan_activations_raise(fresh_tiny_bridge):
+    with torch.no_grad():
+        fresh_tiny_bridge.embed.weight.fill_(float("nan"))
+    with pytest.raises(DirectionError, match="NaN"):
+        diff_in_means(fresh_tiny_bridge, HARMFUL, HARMLESS)
+
+
+def test_empty_prompts_raise(tiny_bridge):
+    with pytest.raises(EmptyPromptSetError):
+        diff_in_means(tiny_bridge, [], HARMLESS)
+
+
+@pytest.mark.parametrize(
+    ("vector", "message"),
+    [
+        (torch.zeros(64), "zero norm"),
+        (torch.full((64,), float("nan")), "NaN"),
+        (torch.ones(2, 64), "1-D"),
+        (torch.ones(7), "d_model"),
+    ],
+)
+def test_bad_vectors_raise(tiny_bridge, vector, message):
+    with pytest.raises(DirectionError, match=message):
+        Direction.from_vector(vector, tiny_bridge, 0)
+
+
+def test_layer_out_of_range_raises(tiny_bridge):
+    with pytest.raises(SiteError, match="out of range"):
+        Direction.from_vector(torch.ones(64), tiny_bridge, 99)
+
+
+def test_save_load_roundtrip_and_mismatch(tiny_model_dirs, tmp_path):
+    llama, _ = interp.load_model(tiny_model_dirs["llama"])
+    qwen, _ = interp.load_model(tiny_model_dirs["qwen2"])
+    direction = diff_in_means(llama, HARMFUL, HARMLESS).direction(1, "eoi-1")
+    meta_path = direction.save(tmp_path / "refusal")
+    meta = json.loads(meta_path.read_text())
+    for key in (
+        "site",
+        "layer",
+        "position",
+        "operation",
+        "model_name",
+        "template_hash",
+        "dataset_hashes",
+        "library_version",
+    ):
+        assert key in meta
+    loaded = Direction.load(tmp_path / "refusal.json", model=llama)
+    assert torch.equal(loaded.vector, direction.vector)
+    assert (loaded.site, loaded.position) == (direction.site, direction.position)
+    with pytest.raises(ArtifactMismatchError, match="chat template"):
+        Direction.load(tmp_path / "refusal", model=qwen)
+    meta["d_model"] = 32
+    small = Direction(torch.ones(32), Site("resid_pre", 0), model_name="other")
+    small.save(tmp_path / "small")
+    with pytest.raises(ArtifactMismatchError, match="d_model"):
+        Direction.load(tmp_path / "small", model=llama)
+
+
+def test_refusal_score_is_log_odds():
+    logits = torch.randn(4, 50, dtype=torch.float64)
+    tokens = [3, 7]
+    p = torch.softmax(logits, -1)[:, tokens].sum(-1)
+    torch.testing.assert_close(refusal_score(logits, tokens), torch.log(p) - torch.log1p(-p))
+    extreme = torch.zeros(1, 50)
+    extreme[0, 3] = 200.0
+    assert math.isfinite(float(refusal_score(extreme, [3])[0]))
+    assert math.isfinite(float(refusal_score(extreme, [4])[0]))
+
+
+class _AllRefuse:
+    name = "all"
+
+    def is_refusal(self, responses, prompts=None):
+        return [True] * len(responses)
+
+
+class _NoneRefuse(_AllRefuse):
+    def is_refusal(self, responses, prompts=None):
+        return [False] * len(responses)
+
+
+def test_refusal_tokens_come_from_the_models_own_responses(tiny_bridge):
+    completions = interp.generate(tiny_bridge, HARMFUL, max_new_tokens=4)
+    tokens = refusal_tokens(
+        tiny_bridge, HARMFUL, judge=_AllRefuse(), max_new_tokens=4, min_share=0.0
+    )
+    assert set(tokens) == {c[0] for c in completions.tokens if c}
+    with pytest.raises(DirectionError, match="refused none"):
+        refusal_tokens(tiny_bridge, HARMFUL, judge=_NoneRefuse(), max_new_tokens=2)
+
+
+def _table(bypass, induce, kl, layers=(0, 1, 2, 3, 4)):
+    shape = (len(layers), 1)
+    cands = Candidates(
+        torch.randn(*shape, 8), "resid_pre", tuple(layers), ("eoi-1",), "m", "", {}, 1, 1
+    )
+    t = lambda v: torch.tensor(v, dtype=torch.float64).reshape(shape)  # noqa: E731
+    return ScoreTable(cands, t(bypass), t(induce), t(kl), 1.0, -1.0, (1,))
+
+
+def test_selection_applies_the_paper_filters():
+    table = _table(
+        bypass=[-9.0, -5.0, -4.0, -3.0, -10.0],  # layer 4 is in the last 20%
+        induce=[1.0, -0.5, 2.0, 2.0, 2.0],  # layer 1 fails induce
+        kl=[0.5, 0.01, 0.05, 0.01, 0.01],  # layer 0 fails KL
+    )
+    selection = select_direction(table)
+    assert (selection.direction.layer, selection.bypass) == (2, -4.0)
+    assert selection.kept is not None and selection.kept.sum() == 2
+    relaxed = select_direction(table, SelectionConfig(max_kl=1.0, max_layer_fraction=1.0))
+    assert relaxed.direction.layer == 4
+    with pytest.raises(DirectionError, match="no candidate passes"):
+        select_direction(table, SelectionConfig(max_kl=0.0))
+    with pytest.raises(ValueError, match="max_layer_fraction"):
+        SelectionConfig(max_layer_fraction=0.0)
+
+
+def test_pareto_front_is_non_dominated():
+    table = _table(
+        bypass=[-1.0, -2.0, -3.0, -2.5, 0.0], induce=[0.0] * 5, kl=[0.01, 0.02, 0.3, 0.5, 0.001]
+    )
+    front = {r["layer"] for r in table.pareto()}
+    assert front == {0, 1, 2, 4}
+
+
+def test_score_candidates_shapes_and_nan_for_zero_candidates(tiny_bridge):
+    cands = diff_in_means(tiny_bridge, HARMFUL, HARMLESS)
+    tokens = (5, 6)
+    table = score_candidates(tiny_bridge, cands, HARMFUL, HARMLESS, tokens, batch_size=2)
+    assert table.bypass.shape == cands.vectors.shape[:2]
+    # Layer 0 inputs at eoi tokens are the same embeddings for every prompt: zero candidates.
+    assert torch.isnan(table.bypass[0]).all()
+    assert torch.isfinite(table.bypass[1:]).all() and (table.kl[1:] >= 0).all()
+    assert len(table.rows()) == cands.vectors.shape[0] * cands.vectors.shape[1]
+
+
+def test_no_hook_strings_in_direction_modules():
+    files = [
+        REPO / "interp" / "directions.py",
+        REPO / "interp" / "scores.py",
+        REPO / "interp" / "explorer.py",
+        REPO / "interp" / "direction_plots.py",
+        REPO / "interp" / "sections" / "directions.py",
+        *(REPO / "interp" / "interventions").glob("*.py"),
+    ]
+    pattern = re.compile(r"hook_(resid|in\b|out\b|attn|mlp)|\.hook_in|\.hook_out|blocks\.\{")
+    for path in files:
+        if path.exists():
+            assert not pattern.search(path.read_text()), path
