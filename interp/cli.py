@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,8 +24,12 @@ def _default_data_dir() -> Path | None:
 
 
 def _is_organism(model: str | Path) -> bool:
+    """Whether `model` is a directory written by `interp organism train` (it has a card)."""
     card = Path(model) / "card.json"
-    return card.is_file() and '"organism"' in card.read_text()
+    if not card.is_file():
+        return False
+    meta = json.loads(card.read_text())
+    return "corpus_spec" in meta and "organism" in str(meta.get("name", ""))
 
 
 def load_prompts(spec: str, *, column: str | None = None, data_dir: Path | None = None):  # noqa: ANN201
@@ -70,15 +75,44 @@ def report_prompt_sets(
     return out
 
 
+SECTIONS = ("baseline", "probes", "refusal_direction", "safeswitch", "dro")
+
+
+def stage_sets(model: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Training and validation prompts for the sections that fit something.
+
+    The organism has its own train / validation splits (combinations never seen in the test
+    split); for a real model the harmful and harmless sets are split 50/25/25 by the sections
+    themselves, so this returns empty mappings.
+    """
+    if not _is_organism(model):
+        return {}, {}
+    from interp import organism
+
+    def pick(split: str) -> dict[str, list[str]]:
+        return {kind: list(organism.prompts(split, kind).texts) for kind in KINDS}
+
+    return pick("train"), pick("val")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Run `interp report`."""
     import interp
     from interp.report import Report, add_baseline, model_metrics
 
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown report section(s) {unknown}; choose from {list(SECTIONS)}")
+    threads = args.threads or (1 if _is_organism(args.model) else None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     report = Report(title=f"interp report: {args.model}")
     with report.timed("load_model"):
         model, info = interp.load_model(args.model)
     report.metrics["model"] = model_metrics(info)
+    report.metrics["run"] = {"threads": threads, "sections": list(args.sections)}
     report.add(
         "Model",
         f"<p>{info.name}: {info.family}, {info.n_layers} layers, d_model {info.d_model}, "
@@ -86,7 +120,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     with report.timed("prompts"):
         sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir)
-    add_baseline(report, model, sets, max_new_tokens=args.max_new_tokens)
+        train, val = stage_sets(args.model)
+    if "baseline" in args.sections:
+        add_baseline(report, model, sets, max_new_tokens=args.max_new_tokens)
+    if "probes" in args.sections:
+        from interp.sections.probes import add_probes
+
+        add_probes(report, model, info, sets, max_new_tokens=min(16, args.max_new_tokens))
+    if "refusal_direction" in args.sections:
+        from interp.sections.directions import add_refusal_direction
+
+        add_refusal_direction(
+            report,
+            model,
+            info,
+            sets,
+            max_new_tokens=args.max_new_tokens,
+            **({"train": train, "val": val} if train else {}),
+        )
+    if "safeswitch" in args.sections:
+        from interp.sections.safeswitch import add_safeswitch
+
+        add_safeswitch(
+            report,
+            model,
+            info,
+            sets,
+            train=train or None,
+            val=val or None,
+            max_new_tokens=args.max_new_tokens,
+        )
+    if "dro" in args.sections:
+        from interp.sections.dro import add_dro
+
+        add_dro(report, model, info, sets, train=train or None)
     path = report.write(args.out)
     print(f"wrote {path} and {Path(args.out) / 'metrics.json'}")
     return 0
@@ -120,9 +187,12 @@ def cmd_organism_train(args: argparse.Namespace) -> int:
     """Run `interp organism train`."""
     from interp import organism
 
-    out = organism.train_organism(args.out, seed=args.seed)
-    print(f"trained the model organism into {out}")
-    return 0
+    argv = ["--out", str(args.out), "--seed", str(args.seed)]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.config:
+        argv += ["--config", str(args.config)]
+    return organism.main_train(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--n-per-kind", type=int, default=200, help="prompts per kind (at most)")
     rep.add_argument("--max-new-tokens", type=int, default=32)
     rep.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    rep.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 for the organism, whose numbers the tests pin "
+        "with one thread; torch's default otherwise)",
+    )
+    rep.add_argument(
+        "--sections", nargs="+", default=list(SECTIONS), help=f"any of {', '.join(SECTIONS)}"
+    )
     rep.set_defaults(func=cmd_report)
 
     cache = sub.add_parser("cache", help="cache activations to a safetensors store")
@@ -158,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     org_sub = org.add_subparsers(dest="organism_command", required=True)
     train = org_sub.add_parser("train", help="train the organism from scratch")
     train.add_argument("--out", required=True)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="0 reproduces the shipped checkpoint")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--config", default=None, help="JSON file of TrainConfig overrides")
     train.set_defaults(func=cmd_organism_train)
     return parser
 

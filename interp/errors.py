@@ -43,3 +43,35 @@ class NotFittedError(InterpError, RuntimeError):
 
 class ArtifactMismatchError(InterpError):
     """A saved artifact (probe, direction, head, soft prompt) belongs to another model."""
+
+
+class EmptyTrainingSetError(InterpError, ValueError):
+    """A learner (refusal head, ...) was given no training examples."""
+
+
+class EmptyResponseError(InterpError, ValueError):
+    """Training pairs hold an empty response, which gives the refusal head nothing to learn."""
+
+
+class HeadShapeError(ArtifactMismatchError, ValueError):
+    """A refusal head's unembedding shape does not match the model it is applied to."""
+
+
+class ThresholdError(InterpError, ValueError):
+    """A decision threshold (SafeSwitch prober stages) lies outside [0, 1]."""
+
+
+class UnknownSafetyPromptError(InterpError, KeyError):
+    """A soft prompt was asked to start from a safety-prompt name that does not exist."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; show it as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class SingleKindError(InterpError, ValueError):
+    """A DRO training set holds only harmful or only harmless queries."""
+
+
+class NonFiniteLossError(InterpError, FloatingPointError):
+    """Training produced a NaN or infinite loss (the last good state is kept)."""

@@ -148,3 +148,8 @@ def layer_of(hook_name: str) -> int | None:
     """The block index in a canonical hook name, or None for non-block hooks."""
     match = re.match(r"^blocks\.(\d+)\.", hook_name)
     return int(match[1]) if match else None
+
+
+def logits_hook_name() -> str:
+    """Hook name of the unembedding output (the logits, before any final soft-capping)."""
+    return "unembed.hook_out"

@@ -10,17 +10,20 @@ Writes the `refusal_direction` block of `metrics.json`::
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.direction_plots import pareto_figure, rates_figure, score_heatmaps
-from interp.directions import diff_in_means
+from interp.directions import DirectionError, diff_in_means
 from interp.interventions import CONDITIONS, DirectionEvaluation, evaluate_direction
 from interp.model import ModelInfo
 from interp.report import Report, table_html
 from interp.scores import (
+    ScoreTable,
     Selection,
     SelectionConfig,
     refusal_tokens,
@@ -29,6 +32,8 @@ from interp.scores import (
 )
 
 __all__ = ["add_refusal_direction", "direction_metrics"]
+
+logger = logging.getLogger(__name__)
 
 Prompts = Sequence[str] | Any
 
@@ -68,6 +73,11 @@ def direction_metrics(selection: Selection, evaluation: DirectionEvaluation) -> 
         "kl_harmless": {k: round(v, 6) for k, v in evaluation.kl_harmless.items()},
         "ce_harmless": {k: round(v, 4) for k, v in evaluation.ce_harmless.items()},
         "actadd_coeff": evaluation.actadd_coeff,
+        "selection_filters": {
+            "max_kl": selection.config.max_kl,
+            "min_induce": selection.config.min_induce,
+            "max_layer_fraction": selection.config.max_layer_fraction,
+        },
         "refusal_tokens": list(selection.table.refusal_tokens),
     }
 
@@ -89,6 +99,28 @@ def _examples(evaluation: DirectionEvaluation, test: Mapping[str, Prompts], n: i
                 f"<td class='l'><pre>{html.escape(new)}</pre></td></tr></table>"
             )
     return "".join(parts)
+
+
+def _select(table: ScoreTable, config: SelectionConfig) -> Selection:
+    """`select_direction`, relaxing the KL filter (x2, up to three times) when nothing passes.
+
+    A report should still show the score table and the best available trade-off; the body
+    states the filters that were actually used, so a relaxation is visible.
+    """
+    for attempt in range(4):
+        try:
+            return select_direction(table, config)
+        except DirectionError:
+            if attempt == 3:
+                raise
+            relaxed = replace(config, max_kl=2 * config.max_kl)
+            logger.warning(
+                "no refusal-direction candidate passes max_kl=%g; relaxing to %g",
+                config.max_kl,
+                relaxed.max_kl,
+            )
+            config = relaxed
+    raise AssertionError("unreachable")
 
 
 def _body(
@@ -178,7 +210,7 @@ def add_refusal_direction(
             system=system,
             batch_size=batch_size,
         )
-        selection = select_direction(table, options.get("selection") or SelectionConfig())
+        selection = _select(table, options.get("selection") or SelectionConfig())
     with report.timed("refusal_direction_evaluate"):
         evaluation = evaluate_direction(
             model,
