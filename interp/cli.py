@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "assets" / "organism"
@@ -95,10 +97,65 @@ def stage_sets(model: str | Path) -> tuple[dict[str, list[str]], dict[str, list[
     return pick("train"), pick("val")
 
 
+def _run_section(
+    name: str,
+    report: Any,
+    model: Any,
+    info: Any,
+    sets: dict[str, list[str]],
+    train: dict[str, list[str]],
+    val: dict[str, list[str]],
+    args: argparse.Namespace,
+) -> None:
+    """Add one section; a failure that depends on the model's behaviour becomes a note.
+
+    A section can be impossible for a given model (a model that never refuses has no refusal
+    direction and nothing for a refusal head to learn). The report then says why, under
+    ``metrics[name] = {"skipped": reason}``, and the other sections still run. Bugs (anything
+    that is not an `InterpError`) still raise.
+    """
+    from interp.errors import InterpError
+    from interp.report import add_baseline
+
+    staged = {"train": train, "val": val} if train else {}
+    try:
+        if name == "baseline":
+            add_baseline(report, model, sets, max_new_tokens=args.max_new_tokens)
+        elif name == "probes":
+            from interp.sections.probes import add_probes
+
+            add_probes(report, model, info, sets, max_new_tokens=min(16, args.max_new_tokens))
+        elif name == "refusal_direction":
+            from interp.sections.directions import add_refusal_direction
+
+            add_refusal_direction(
+                report, model, info, sets, max_new_tokens=args.max_new_tokens, **staged
+            )
+        elif name == "safeswitch":
+            from interp.sections.safeswitch import add_safeswitch
+
+            add_safeswitch(
+                report,
+                model,
+                info,
+                sets,
+                train=train or None,
+                val=val or None,
+                max_new_tokens=args.max_new_tokens,
+            )
+        elif name == "dro":
+            from interp.sections.dro import add_dro
+
+            add_dro(report, model, info, sets, train=train or None)
+    except InterpError as err:
+        logging.getLogger("interp.cli").warning("section %s skipped: %s", name, err)
+        report.add(name, f"<p>Skipped: {html.escape(str(err))}</p>", {name: {"skipped": str(err)}})
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Run `interp report`."""
     import interp
-    from interp.report import Report, add_baseline, model_metrics
+    from interp.report import Report, model_metrics
 
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
@@ -121,39 +178,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     with report.timed("prompts"):
         sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir)
         train, val = stage_sets(args.model)
-    if "baseline" in args.sections:
-        add_baseline(report, model, sets, max_new_tokens=args.max_new_tokens)
-    if "probes" in args.sections:
-        from interp.sections.probes import add_probes
-
-        add_probes(report, model, info, sets, max_new_tokens=min(16, args.max_new_tokens))
-    if "refusal_direction" in args.sections:
-        from interp.sections.directions import add_refusal_direction
-
-        add_refusal_direction(
-            report,
-            model,
-            info,
-            sets,
-            max_new_tokens=args.max_new_tokens,
-            **({"train": train, "val": val} if train else {}),
-        )
-    if "safeswitch" in args.sections:
-        from interp.sections.safeswitch import add_safeswitch
-
-        add_safeswitch(
-            report,
-            model,
-            info,
-            sets,
-            train=train or None,
-            val=val or None,
-            max_new_tokens=args.max_new_tokens,
-        )
-    if "dro" in args.sections:
-        from interp.sections.dro import add_dro
-
-        add_dro(report, model, info, sets, train=train or None)
+    for name in SECTIONS:
+        if name in args.sections:
+            _run_section(name, report, model, info, sets, train, val, args)
     path = report.write(args.out)
     print(f"wrote {path} and {Path(args.out) / 'metrics.json'}")
     return 0

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import ChatBatch, encode
+from interp.errors import EmptyPromptSetError
 
 __all__ = ["Completions", "eos_token_ids", "generate", "greedy_decode"]
 
@@ -147,8 +148,13 @@ def generate(
 
     Returns:
         The completions, in input order.
+
+    Raises:
+        EmptyPromptSetError: `prompts` is empty.
     """
     texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+    if not texts:
+        raise EmptyPromptSetError("no prompts to generate from; pass at least one prompt")
     lengths = [len(encode(model, [t], system).tokens[0]) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
     eos = eos_token_ids(model)

@@ -4,6 +4,7 @@ from transformers import AutoModelForCausalLM
 
 import interp
 from interp.chat import encode
+from interp.errors import EmptyPromptSetError
 from interp.generation import eos_token_ids, greedy_decode
 from interp.sites import Site
 
@@ -67,3 +68,9 @@ def test_logits_fn_steers_decoding(loaded):
 
     out = interp.generate(model, PROMPTS, max_new_tokens=3, logits_fn=force)
     assert all(t == (target,) * 3 for t in out.tokens)
+
+
+def test_empty_prompt_set_is_refused(loaded):
+    model, _ = loaded
+    with pytest.raises(EmptyPromptSetError, match="no prompts"):
+        interp.generate(model, [])

@@ -1,0 +1,84 @@
+"""The `interp` command line on locally built models (the real-model code path) and the organism."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from interp import cli
+from interp.store import ActivationStore
+
+REPO = Path(__file__).resolve().parents[1]
+ORGANISM = REPO / "assets" / "organism"
+
+
+def test_report_on_a_local_model_skips_what_it_cannot_measure(
+    tiny_model_dirs, shared_data_dir, tmp_path
+):
+    if shared_data_dir is None:
+        pytest.skip("the public datasets (../shared/data) are not beside the checkout")
+    out = tmp_path / "report"
+    argv = ["report", "--model", str(tiny_model_dirs["qwen2"]), "--out", str(out)]
+    argv += ["--data-dir", str(shared_data_dir), "--n-per-kind", "6", "--max-new-tokens", "4"]
+    argv += ["--sections", "baseline", "refusal_direction"]
+    assert cli.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["n_layers"] == 2
+    assert set(metrics["baseline"]) == {"none", "default", "short", "mistral", "helpful", "warning"}
+    for rates in metrics["baseline"].values():
+        assert set(rates) == {"harmful", "harmless", "borderline"}
+        assert all(0.0 <= r <= 1.0 for r in rates.values())
+    assert metrics["timings"]["baseline"] > 0
+    # A random model never refuses: the section says so instead of failing the report.
+    assert "refused none" in metrics["refusal_direction"]["skipped"]
+    page = (out / "report.html").read_text()
+    assert "Skipped:" in page
+    assert '<script src="http' not in page  # self-contained: plotly is inlined
+
+
+def test_unknown_section_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="unknown report section"):
+        cli.main(["report", "--out", str(tmp_path), "--sections", "probez"])
+
+
+def test_cache_command_writes_a_store_that_opens(tiny_model_dirs, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Write a poem about rain.\nHow do I bake bread?\nName three rivers.\n")
+    out = tmp_path / "store"
+    argv = ["cache", "--model", str(tiny_model_dirs["llama"]), "--prompts", str(prompts)]
+    argv += ["--out", str(out), "--sites", "resid_post", "ln_final", "--positions", "last", "eoi"]
+    assert cli.main(argv) == 0
+    store = ActivationStore.open(out, verify=True)
+    assert len(store) == 3
+    assert store.get("ln_final", "last").shape[0] == 3
+
+
+def test_organism_train_passes_its_arguments_through(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_main_train(argv):
+        seen["argv"] = argv
+        return 0
+
+    monkeypatch.setattr("interp.organism.main_train", fake_main_train)
+    config = tmp_path / "config.json"
+    argv = ["organism", "train", "--out", str(tmp_path / "o"), "--seed", "3"]
+    assert cli.main([*argv, "--threads", "2", "--config", str(config)]) == 0
+    assert seen["argv"] == [
+        "--out",
+        str(tmp_path / "o"),
+        "--seed",
+        "3",
+        "--threads",
+        "2",
+        "--config",
+        str(config),
+    ]
+
+
+def test_the_organism_is_recognised_by_its_card(tiny_model_dirs):
+    assert cli._is_organism(ORGANISM)
+    assert not cli._is_organism(tiny_model_dirs["llama"])
+    train, val = cli.stage_sets(ORGANISM)
+    assert set(train) == set(val) == set(cli.KINDS)
+    assert cli.stage_sets(tiny_model_dirs["llama"]) == ({}, {})
