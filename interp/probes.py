@@ -198,12 +198,17 @@ def fit_layers(
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Fit one probe per layer of x [n_layers, n, d]; returns raw-space (coef, intercept, iters).
 
-    The torch backend runs on `device` (default: where x is). On a CPU it fits two layers at a
-    time, so that a chunk's rows stay in cache while L-BFGS iterates; elsewhere all at once.
+    The torch backend runs on `device` (default: where x is). On a CPU it fits as many layers
+    at a time as fit in about 16 MB, so that a chunk's rows stay in cache while L-BFGS
+    iterates; elsewhere all at once.
     """
     if backend == "torch":
         dev = torch.device(device) if device is not None else x.device
-        chunk = 2 if dev.type == "cpu" else x.shape[0]
+        # Chunks of about 16 MB: a chunk's rows stay in cache while L-BFGS iterates.
+        per_layer = x.shape[1] * x.shape[2] * x.element_size()
+        chunk = (
+            max(1, min(x.shape[0], (16 << 20) // per_layer)) if dev.type == "cpu" else x.shape[0]
+        )
         coefs, biases, iters = [], [], []
         for start in range(0, x.shape[0], chunk):
             c, b, n_it = fit_logistic_batched(
