@@ -18,6 +18,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import ChatBatch, encode, eoi_tokens
 from interp.errors import EmptyPromptSetError, SiteError
+from interp.native import forward_session, native_supported
 from interp.sites import LAYERLESS, Site, sites, stop_layer
 
 __all__ = ["Activations", "Position", "collect_activations", "columns_for", "resolve_sites"]
@@ -73,6 +74,10 @@ def _slice(x: torch.Tensor, batch: ChatBatch, positions: Sequence[str]) -> torch
     return torch.cat(parts, dim=1)
 
 
+class _Collected(Exception):
+    """Raised by the hook that keeps the last needed site: the rest of the pass is skipped."""
+
+
 @torch.no_grad()
 def collect_batch(
     model: TransformerBridge,
@@ -80,25 +85,39 @@ def collect_batch(
     needed: Sequence[Site],
     positions: Sequence[str],
 ) -> dict[str, torch.Tensor]:
-    """Activations of one encoded batch: site label -> float32 [batch, n_columns, d_model]."""
+    """Activations of one encoded batch: site label -> float32 [batch, n_columns, d_model].
+
+    Runs the model's own HF modules when every site sits on a module boundary (see
+    `interp.native`; the same numbers, without the bridge's wrapper overhead), the bridge
+    otherwise. Either way the pass ends as soon as the deepest needed site is kept.
+    """
     batch = batch.to(model.cfg.device)
     kept: dict[str, torch.Tensor] = {}
 
     def grab(site: Site) -> Any:
         def hook(x: torch.Tensor, hook: Any) -> None:  # noqa: ARG001 - TransformerLens signature
             kept[site.label] = _slice(x, batch, positions).detach().to("cpu", torch.float32)
+            if len(kept) == len(needed):
+                raise _Collected
 
         return hook
 
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
         (site.hook_name, grab(site)) for site in needed
     ]
-    model.run_with_hooks(
-        batch.tokens,
-        attention_mask=batch.attention_mask,
-        fwd_hooks=hooks,
-        stop_at_layer=stop_layer(needed, int(model.cfg.n_layers)),
-    )
+    try:
+        if native_supported(model, hooks):
+            with forward_session(model, hooks, native=True) as step:
+                step(batch.tokens, batch.attention_mask, logits_to_keep=1, use_cache=False)
+        else:
+            model.run_with_hooks(
+                batch.tokens,
+                attention_mask=batch.attention_mask,
+                fwd_hooks=hooks,
+                stop_at_layer=stop_layer(needed, int(model.cfg.n_layers)),
+            )
+    except _Collected:
+        pass
     missing = [s.label for s in needed if s.label not in kept]
     if missing:
         raise SiteError(f"sites {missing} did not fire; this model's bridge lacks those hooks")

@@ -18,6 +18,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import ChatBatch, encode
 from interp.errors import EmptyPromptSetError
+from interp.native import forward_session
 
 __all__ = ["Completions", "eos_token_ids", "generate", "greedy_decode"]
 
@@ -89,8 +90,8 @@ def greedy_decode(
     pad = int(pad if pad is not None else eos[0])
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     out: list[torch.Tensor] = []
-    with model.hooks(fwd_hooks=list(fwd_hooks)):
-        logits, kv = model(ids, attention_mask=mask, return_type="logits_and_cache")
+    with forward_session(model, fwd_hooks) as forward:
+        logits, kv = forward(ids, mask, logits_to_keep=1)
         for step in range(max_new_tokens):
             last = logits[:, -1].float()
             if logits_fn is not None:
@@ -102,12 +103,7 @@ def greedy_decode(
             if (stop_at_eos and bool(done.all())) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones_like(nxt[:, None])], dim=1)
-            logits, kv = model(
-                nxt[:, None],
-                attention_mask=mask,
-                past_key_values=kv,
-                return_type="logits_and_cache",
-            )
+            logits, kv = forward(nxt[:, None], mask, kv, logits_to_keep=1)
     if not out:
         return torch.zeros((ids.shape[0], 0), dtype=torch.long)
     return torch.stack(out, dim=1).cpu()

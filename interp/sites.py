@@ -32,6 +32,7 @@ _TEMPLATES: dict[str, str] = {
     "ln_final": "ln_final.hook_out",
     "embed": "embed.hook_out",
 }
+_LOGITS_COMPONENT = "unembed"
 # The order in which sites are computed inside one block; used to stop the forward early.
 _ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
 _NAME = re.compile(r"^(?P<stream>[a-z_]+?)(?:[.:@](?P<layer>-?\d+))?$")
@@ -152,4 +153,39 @@ def layer_of(hook_name: str) -> int | None:
 
 def logits_hook_name() -> str:
     """Hook name of the unembedding output (the logits, before any final soft-capping)."""
-    return "unembed.hook_out"
+    return f"{_LOGITS_COMPONENT}.hook_out"
+
+
+# Every hook name above sits on a bridge component's boundary: `<component>.hook_in` is the
+# wrapped HF module's input, `<component>.hook_out` its output. `interp.native` relies on that.
+_BOUNDARY = re.compile(
+    "^(?P<path>"
+    + "|".join(
+        re.escape(t.rsplit(".", 1)[0]).replace(re.escape("{layer}"), r"\d+")
+        for t in _TEMPLATES.values()
+    )
+    + f"|{_LOGITS_COMPONENT})"
+    + r"\.hook_(?P<side>in|out)$"
+)
+
+
+def boundary(hook_name: str) -> tuple[str, str] | None:
+    """The bridge component path and side ("in"/"out") of a site's or the logits' hook name.
+
+    None for any other hook name (those only exist inside the bridge's wrappers).
+
+    >>> boundary(Site("resid_post", 2).hook_name)
+    ('blocks.2', 'out')
+    >>> boundary("blocks.0.attn.hook_pattern") is None
+    True
+    """
+    match = _BOUNDARY.match(hook_name)
+    if match is None or hook_name not in _known(match["path"]):
+        return None
+    return match["path"], match["side"]
+
+
+def _known(path: str) -> set[str]:
+    layer = re.search(r"\d+", path)
+    names = {t.format(layer=layer[0] if layer else 0) for t in _TEMPLATES.values()}
+    return names | {logits_hook_name()}

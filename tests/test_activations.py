@@ -88,20 +88,28 @@ def test_left_padded_batch_equals_single(loaded):
         torch.testing.assert_close(logits[i], ref, atol=1e-4, rtol=1e-4)
 
 
-def test_stops_early_and_leaves_no_hooks(loaded, monkeypatch):
+def _torch_hooks(model) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.original_model.modules()
+    )
+
+
+def test_stops_early_and_leaves_no_hooks(loaded):
     model, _ = loaded
-    seen = {}
-    original = model.run_with_hooks
-
-    def spy(*args, **kwargs):
-        seen["stop"] = kwargs.get("stop_at_layer")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(model, "run_with_hooks", spy)
-    acts = interp.collect_activations(model, PROMPTS, ["resid_post.0"], progress=False)
-    assert seen["stop"] == 1
+    interp.collect_activations(model, PROMPTS[:1], ["resid_post.0"], progress=False)
+    # transformers installs its own output-capturing hooks on a first direct call; count ours.
+    before = _torch_hooks(model)
+    ran: list[int] = []
+    later = model.blocks[1].original_component.register_forward_hook(lambda *_: ran.append(1))
+    try:
+        acts = interp.collect_activations(model, PROMPTS, ["resid_post.0"], progress=False)
+    finally:
+        later.remove()
+    assert ran == []  # block 1 never ran
     assert acts.get("resid_post.0").shape[0] == len(PROMPTS)
     assert not any(hp.fwd_hooks for hp in model.hook_dict.values())
+    assert _torch_hooks(model) == before
+    assert type(model.original_model.model.layers[0]) is type(model.blocks[0])
 
 
 def test_no_hooks_left_after_exception(loaded):

@@ -3,7 +3,8 @@
 Every intervention is a small frozen value with a `hooks(model)` method returning
 `(hook_name, fn)` pairs. `apply` installs the hooks of all of them through the bridge's own
 `hooks()` context manager, which removes exactly those hooks on exit, also when the body
-raises, so contexts nest.
+raises, so contexts nest. It also registers them with `interp.native`, so that caching and
+generation inside the block can still run the model's own modules, with the same hooks.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from transformer_lens.model_bridge import TransformerBridge
+
+from interp.native import registered
 
 __all__ = ["Hook", "Intervention", "apply", "fwd_hooks"]
 
@@ -54,5 +57,5 @@ def apply(model: TransformerBridge, *interventions: Intervention) -> Iterator[Tr
         ...     completions = interp.generate(model, prompts)
     """
     hooks = fwd_hooks(model, interventions)
-    with model.hooks(fwd_hooks=hooks):
+    with model.hooks(fwd_hooks=hooks), registered(model, hooks):
         yield model

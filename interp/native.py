@@ -1,0 +1,244 @@
+"""Run a bridged model through its own HF modules, with the bridge's hooks as plain torch hooks.
+
+A `TransformerBridge` wraps every HF module in a component that adds hook points around it.
+Those wrappers cost Python time on every call: 10-30% of a forward pass of a small model, and
+more per KV-cached decoding step at batch 1. Every hook the toolkit's methods use sits on a
+component boundary (`Site.hook_name` and the logits hook): the component's input hook sees the
+HF module's input, its output hook the module's output (`interp.sites.boundary`). For those,
+the same numbers come out of the HF modules alone. `forward_session` puts the original modules back into the HF tree for the
+duration of a call, registers the hooks as torch hooks on them (same order, same
+`fn(activation, hook)` signature, a returned tensor replaces the activation), and restores the
+bridge on exit, also after an exception.
+
+Anything else runs through the bridge itself, unchanged: a hook the native path cannot place
+(inside attention, a name filter), or hooks that other code attached to the bridge directly.
+Interventions installed with `interp.apply` are registered here as well, so generation and
+caching inside an `apply` block still take the native path. The tests check that both paths
+give the same activations, logits and generations on every supported family.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+from interp.sites import boundary
+
+__all__ = ["Step", "forward_session", "native_supported", "registered"]
+
+Hook = tuple[Any, Callable[..., Any]]
+Step = Callable[..., tuple[torch.Tensor, Any]]
+
+_HOOK_POINTS: weakref.WeakKeyDictionary[TransformerBridge, list[HookPoint]] = (
+    weakref.WeakKeyDictionary()
+)
+_APPLIED: weakref.WeakKeyDictionary[TransformerBridge, list[Hook]] = weakref.WeakKeyDictionary()
+_ACCEPTS: weakref.WeakKeyDictionary[TransformerBridge, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class NativeHook:
+    """What a hook function receives as `hook` on the native path (it has the bridge's name)."""
+
+    name: str
+
+
+@contextmanager
+def registered(model: TransformerBridge, hooks: Sequence[Hook]) -> Iterator[None]:
+    """Record hooks that `interp.apply` attached to the bridge, so the native path runs them."""
+    stack = _APPLIED.setdefault(model, [])
+    start = len(stack)
+    stack.extend(hooks)
+    try:
+        yield
+    finally:
+        del stack[start : start + len(hooks)]
+
+
+def _attached(model: TransformerBridge) -> int:
+    """How many forward hooks sit on the bridge's hook points right now."""
+    points = _HOOK_POINTS.get(model)
+    if points is None:
+        points = [m for m in model.modules() if isinstance(m, HookPoint)]
+        _HOOK_POINTS[model] = points
+    return sum(len(p._forward_hooks) + len(p._forward_pre_hooks) for p in points)
+
+
+def _component(model: TransformerBridge, path: str) -> GeneralizedComponent | None:
+    obj: Any = model
+    for part in path.split("."):
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj if isinstance(obj, GeneralizedComponent) else None
+
+
+def _placements(
+    model: TransformerBridge, hooks: Sequence[Hook]
+) -> list[tuple[torch.nn.Module, str, str, Callable[..., Any]]] | None:
+    """(HF module, "in"/"out", hook name, fn) for each hook, or None if one cannot be placed."""
+    out = []
+    for name, fn in hooks:
+        place = boundary(name) if isinstance(name, str) else None
+        if place is None:
+            return None
+        component = _component(model, place[0])
+        module = None if component is None else component.original_component
+        if module is None:
+            return None
+        out.append((module, place[1], name, fn))
+    return out
+
+
+def _accepted(model: TransformerBridge) -> frozenset[str]:
+    names = _ACCEPTS.get(model)
+    if names is None:
+        names = frozenset(inspect.signature(model.original_model.forward).parameters)
+        _ACCEPTS[model] = names
+    return names
+
+
+def native_supported(model: TransformerBridge, hooks: Sequence[Hook] = ()) -> bool:
+    """Whether a call with `hooks` (plus any applied interventions) can skip the bridge."""
+    applied = _APPLIED.get(model, [])
+    if _attached(model) != len(applied):
+        return False  # hooks attached to the bridge by someone else: only the bridge runs them
+    if not {"position_ids", "attention_mask", "past_key_values"} <= _accepted(model):
+        return False
+    return _placements(model, [*applied, *hooks]) is not None
+
+
+def _swap_out(root: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Module]]:
+    """Put every bridge component's original module back in its place; returns the undo list."""
+    swaps: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
+    stack = [root]
+    while stack:
+        module = stack.pop()
+        for name, child in list(module._modules.items()):
+            original = child.original_component if isinstance(child, GeneralizedComponent) else None
+            if original is not None and child is not None:
+                module._modules[name] = original
+                swaps.append((module, name, child))
+                stack.append(original)
+            elif child is not None:
+                stack.append(child)
+    return swaps
+
+
+def _call(fn: Callable[..., Any], x: torch.Tensor, name: str) -> torch.Tensor:
+    result = fn(x, hook=NativeHook(name))
+    return x if result is None else result
+
+
+def _register(module: torch.nn.Module, side: str, name: str, fn: Callable[..., Any]) -> Any:
+    if side == "in":
+
+        def pre(mod: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:  # noqa: ARG001
+            if args:
+                return (_call(fn, args[0], name), *args[1:]), kwargs
+            kwargs["hidden_states"] = _call(fn, kwargs["hidden_states"], name)
+            return args, kwargs
+
+        return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(mod: Any, args: tuple, output: Any) -> Any:  # noqa: ARG001
+        if isinstance(output, tuple):
+            return (_call(fn, output[0], name), *output[1:])
+        return _call(fn, output, name)
+
+    return module.register_forward_hook(post)
+
+
+def positions_of(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """Position ids of the last `width` tokens of a left-padded mask (as the bridge derives)."""
+    pos = mask.long().cumsum(-1) - 1
+    pos.masked_fill_(mask == 0, 1)
+    return pos[:, mask.shape[1] - width :]
+
+
+@contextmanager
+def forward_session(
+    model: TransformerBridge, hooks: Sequence[Hook] = (), *, native: bool | None = None
+) -> Iterator[Step]:
+    """A forward function with `hooks` active: `step(ids, mask, past=None) -> (logits, cache)`.
+
+    Args:
+        model: The bridge.
+        hooks: `(hook_name, fn)` pairs active on every call of the step.
+        native: Force the native path (True; raises if it cannot place the hooks) or the
+            bridge (False); None picks native whenever it can.
+
+    The step takes left-padded token ids [batch, new], the attention mask over the cache and
+    the new tokens, and the HF cache of earlier calls. On the native path `logits_to_keep=1`
+    computes the last position's logits only (not while a hook reads the logits) and
+    `use_cache=False` skips building a cache; the bridge path ignores both.
+    """
+    if native is None:
+        native = native_supported(model, hooks)
+    elif native and not native_supported(model, hooks):
+        raise ValueError("these hooks cannot run on the native path; leave native=None")
+    if not native:
+        with model.hooks(fwd_hooks=list(hooks)):
+            yield _bridge_step(model)
+        return
+    placements = _placements(model, [*_APPLIED.get(model, []), *hooks])
+    assert placements is not None
+    reads_logits = any(boundary(name) == ("unembed", "out") for _, _, name, _ in placements)
+    keep_ok = not reads_logits and "logits_to_keep" in _accepted(model)
+    hf = model.original_model
+    with ExitStack() as stack:
+        swaps = _swap_out(hf)
+        stack.callback(_restore, swaps)
+        for module, side, name, fn in placements:
+            stack.callback(_register(module, side, name, fn).remove)
+
+        def step(
+            ids: torch.Tensor,
+            mask: torch.Tensor,
+            past: Any = None,
+            logits_to_keep: int = 0,
+            use_cache: bool = True,
+        ) -> tuple[torch.Tensor, Any]:
+            extra = {"logits_to_keep": logits_to_keep} if keep_ok else {}
+            out = hf(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions_of(mask, ids.shape[1]),
+                past_key_values=past,
+                use_cache=use_cache,
+                **extra,
+            )
+            return out.logits, out.past_key_values
+
+        yield step
+
+
+def _restore(swaps: list[tuple[torch.nn.Module, str, torch.nn.Module]]) -> None:
+    for module, name, child in reversed(swaps):
+        module._modules[name] = child
+
+
+def _bridge_step(model: TransformerBridge) -> Step:
+    def step(
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        past: Any = None,
+        logits_to_keep: int = 0,
+        use_cache: bool = True,
+    ) -> tuple[torch.Tensor, Any]:
+        del logits_to_keep, use_cache  # the bridge computes every position and keeps its cache
+        logits, cache = model(
+            ids, attention_mask=mask, past_key_values=past, return_type="logits_and_cache"
+        )
+        return logits, cache
+
+    return step
