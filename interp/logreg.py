@@ -152,13 +152,20 @@ def _newton_direction(obj: _Objective, z: torch.Tensor, grad: torch.Tensor) -> t
     return torch.where((info == 0)[:, None], newton, -grad)
 
 
+def _start(
+    obj: _Objective,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both solvers start at zero: (theta, logits, objective, gradient, iteration counts)."""
+    n_layers, dev = obj.a.shape[0], obj.a.device
+    theta = torch.zeros(n_layers, obj.p, dtype=torch.float64, device=dev)
+    z = torch.zeros(n_layers, obj.n, dtype=torch.float64, device=dev)
+    iters = torch.zeros(n_layers, dtype=torch.long, device=dev)
+    return theta, z, obj.value(theta, z), obj.gradient(theta, z), iters
+
+
 def _newton(obj: _Objective, max_iter: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Newton's method with a unit first trial step; returns (theta, iterations per layer)."""
-    n_layers, p = obj.a.shape[0], obj.p
-    theta = torch.zeros(n_layers, p, dtype=torch.float64, device=obj.a.device)
-    z = torch.zeros(n_layers, obj.n, dtype=torch.float64, device=obj.a.device)
-    f, grad = obj.value(theta, z), obj.gradient(theta, z)
-    iters = torch.zeros(n_layers, dtype=torch.long, device=obj.a.device)
+    theta, z, f, grad, iters = _start(obj)
     for _ in range(max_iter):
         active = grad.abs().amax(1) > tol
         if not bool(active.any()):
@@ -194,11 +201,7 @@ def _two_loop(
 
 def _lbfgs(obj: _Objective, max_iter: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
     """L-BFGS with a per-layer history; returns (theta, iterations per layer)."""
-    n_layers, p = obj.a.shape[0], obj.p
-    theta = torch.zeros(n_layers, p, dtype=torch.float64, device=obj.a.device)
-    z = torch.zeros(n_layers, obj.n, dtype=torch.float64, device=obj.a.device)
-    f, grad = obj.value(theta, z), obj.gradient(theta, z)
-    iters = torch.zeros(n_layers, dtype=torch.long, device=obj.a.device)
+    theta, z, f, grad, iters = _start(obj)
     s_hist: list[torch.Tensor] = []
     y_hist: list[torch.Tensor] = []
     for _ in range(max_iter):
