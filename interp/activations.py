@@ -1,8 +1,8 @@
 """Collect activations at chosen sites and token positions, keeping only those slices.
 
 Each forward pass runs with hooks that copy the requested positions out of the requested
-sites and stops after the last block that is needed (`stop_at_layer`), so a full-sequence
-cache is never built. `collect_activations` returns them in memory; `interp.store`
+sites and ends the pass as soon as the last of them is kept, so a full-sequence cache is never
+built and later blocks never run. `collect_activations` returns them in memory; `interp.store`
 streams the same numbers to disk.
 """
 
@@ -18,8 +18,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import ChatBatch, encode, eoi_tokens
 from interp.errors import EmptyPromptSetError, SiteError
-from interp.native import forward_session, native_supported
-from interp.sites import LAYERLESS, Site, sites, stop_layer
+from interp.native import forward_session
+from interp.sites import LAYERLESS, Site, sites
 
 __all__ = ["Activations", "Position", "collect_activations", "columns_for", "resolve_sites"]
 
@@ -106,16 +106,8 @@ def collect_batch(
         (site.hook_name, grab(site)) for site in needed
     ]
     try:
-        if native_supported(model, hooks):
-            with forward_session(model, hooks, native=True) as step:
-                step(batch.tokens, batch.attention_mask, logits_to_keep=1, use_cache=False)
-        else:
-            model.run_with_hooks(
-                batch.tokens,
-                attention_mask=batch.attention_mask,
-                fwd_hooks=hooks,
-                stop_at_layer=stop_layer(needed, int(model.cfg.n_layers)),
-            )
+        with forward_session(model, hooks) as step:
+            step(batch.tokens, batch.attention_mask, logits_to_keep=1, use_cache=False)
     except _Collected:
         pass
     missing = [s.label for s in needed if s.label not in kept]

@@ -37,6 +37,8 @@ __all__ = ["Step", "forward_session", "native_supported", "registered"]
 
 Hook = tuple[Any, Callable[..., Any]]
 Step = Callable[..., tuple[torch.Tensor, Any]]
+#: (HF module, "in"/"out", hook name, fn): one hook as a torch hook.
+Placement = tuple[torch.nn.Module, str, str, Callable[..., Any]]
 
 _HOOK_POINTS: weakref.WeakKeyDictionary[TransformerBridge, list[HookPoint]] = (
     weakref.WeakKeyDictionary()
@@ -82,11 +84,9 @@ def _component(model: TransformerBridge, path: str) -> GeneralizedComponent | No
     return obj if isinstance(obj, GeneralizedComponent) else None
 
 
-def _placements(
-    model: TransformerBridge, hooks: Sequence[Hook]
-) -> list[tuple[torch.nn.Module, str, str, Callable[..., Any]]] | None:
-    """(HF module, "in"/"out", hook name, fn) for each hook, or None if one cannot be placed."""
-    out = []
+def _placements(model: TransformerBridge, hooks: Sequence[Hook]) -> list[Placement] | None:
+    """The placement of each hook, or None if one cannot be placed."""
+    out: list[Placement] = []
     for name, fn in hooks:
         place = boundary(name) if isinstance(name, str) else None
         if place is None:
@@ -107,14 +107,22 @@ def _accepted(model: TransformerBridge) -> frozenset[str]:
     return names
 
 
-def native_supported(model: TransformerBridge, hooks: Sequence[Hook] = ()) -> bool:
-    """Whether a call with `hooks` (plus any applied interventions) can skip the bridge."""
+def _plan(model: TransformerBridge, hooks: Sequence[Hook]) -> list[Placement] | None:
+    """Where `hooks` and the applied interventions' hooks go on the HF modules.
+
+    None when the call must run through the bridge.
+    """
     applied = _APPLIED.get(model, [])
     if _attached(model) != len(applied):
-        return False  # hooks attached to the bridge by someone else: only the bridge runs them
+        return None  # hooks attached to the bridge by someone else: only the bridge runs them
     if not {"position_ids", "attention_mask", "past_key_values"} <= _accepted(model):
-        return False
-    return _placements(model, [*applied, *hooks]) is not None
+        return None
+    return _placements(model, [*applied, *hooks])
+
+
+def native_supported(model: TransformerBridge, hooks: Sequence[Hook] = ()) -> bool:
+    """Whether a call with `hooks` (plus any applied interventions) can skip the bridge."""
+    return _plan(model, hooks) is not None
 
 
 def _swap_out(root: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Module]]:
@@ -124,12 +132,11 @@ def _swap_out(root: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.n
     while stack:
         module = stack.pop()
         for name, child in list(module._modules.items()):
-            original = child.original_component if isinstance(child, GeneralizedComponent) else None
-            if original is not None and child is not None:
-                module._modules[name] = original
+            if isinstance(child, GeneralizedComponent) and child.original_component is not None:
+                module._modules[name] = child.original_component
                 swaps.append((module, name, child))
-                stack.append(original)
-            elif child is not None:
+                child = child.original_component
+            if child is not None:
                 stack.append(child)
     return swaps
 
@@ -182,24 +189,19 @@ def forward_session(
     computes the last position's logits only (not while a hook reads the logits) and
     `use_cache=False` skips building a cache; the bridge path ignores both.
     """
-    if native is None:
-        native = native_supported(model, hooks)
-    elif native and not native_supported(model, hooks):
+    placements = None if native is False else _plan(model, hooks)
+    if native and placements is None:
         raise ValueError("these hooks cannot run on the native path; leave native=None")
-    if not native:
-        with model.hooks(fwd_hooks=list(hooks)):
-            yield _bridge_step(model)
-        return
-    placements = _placements(model, [*_APPLIED.get(model, []), *hooks])
-    assert placements is not None
-    reads_logits = any(boundary(name) == ("unembed", "out") for _, _, name, _ in placements)
-    keep_ok = not reads_logits and "logits_to_keep" in _accepted(model)
     hf = model.original_model
+    keep_ok = placements is not None and "logits_to_keep" in _accepted(model)
+    keep_ok &= not any(boundary(name) == ("unembed", "out") for _, _, name, _ in placements or [])
     with ExitStack() as stack:
-        swaps = _swap_out(hf)
-        stack.callback(_restore, swaps)
-        for module, side, name, fn in placements:
-            stack.callback(_register(module, side, name, fn).remove)
+        if placements is None:
+            stack.enter_context(model.hooks(fwd_hooks=list(hooks)))
+        else:
+            stack.callback(_restore, _swap_out(hf))
+            for module, side, name, fn in placements:
+                stack.callback(_register(module, side, name, fn).remove)
 
         def step(
             ids: torch.Tensor,
@@ -208,6 +210,11 @@ def forward_session(
             logits_to_keep: int = 0,
             use_cache: bool = True,
         ) -> tuple[torch.Tensor, Any]:
+            if placements is None:  # the bridge computes every position and keeps its cache
+                logits, cache = model(
+                    ids, attention_mask=mask, past_key_values=past, return_type="logits_and_cache"
+                )
+                return logits, cache
             extra = {"logits_to_keep": logits_to_keep} if keep_ok else {}
             out = hf(
                 input_ids=ids,
@@ -225,20 +232,3 @@ def forward_session(
 def _restore(swaps: list[tuple[torch.nn.Module, str, torch.nn.Module]]) -> None:
     for module, name, child in reversed(swaps):
         module._modules[name] = child
-
-
-def _bridge_step(model: TransformerBridge) -> Step:
-    def step(
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        past: Any = None,
-        logits_to_keep: int = 0,
-        use_cache: bool = True,
-    ) -> tuple[torch.Tensor, Any]:
-        del logits_to_keep, use_cache  # the bridge computes every position and keeps its cache
-        logits, cache = model(
-            ids, attention_mask=mask, past_key_values=past, return_type="logits_and_cache"
-        )
-        return logits, cache
-
-    return step

@@ -13,7 +13,7 @@ with sublayer post-norms (Gemma 2) they are taken before that norm, so there
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -32,9 +32,6 @@ _TEMPLATES: dict[str, str] = {
     "ln_final": "ln_final.hook_out",
     "embed": "embed.hook_out",
 }
-_LOGITS_COMPONENT = "unembed"
-# The order in which sites are computed inside one block; used to stop the forward early.
-_ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
 _NAME = re.compile(r"^(?P<stream>[a-z_]+?)(?:[.:@](?P<layer>-?\d+))?$")
 
 
@@ -81,17 +78,6 @@ class Site:
             )
         return self
 
-    def blocks_needed(self, n_layers: int) -> int:
-        """How many blocks must run before this site's value is known."""
-        if self.stream == "embed":
-            return 0
-        if self.stream == "ln_final":
-            return n_layers
-        assert self.layer is not None
-        # `stop_at_layer=l` stops before block l's input hook fires, so even resid_pre.l
-        # needs block l to start: l + 1 for every per-layer stream.
-        return self.layer + 1
-
     @classmethod
     def parse(cls, spec: str | Site) -> Site:
         """Parse `"resid_post.3"`, `"resid_post:3"` or `"ln_final"` into a Site."""
@@ -128,14 +114,6 @@ def sites(streams: str | Iterable[str], layers: Iterable[int] | None, n_layers: 
     return out
 
 
-def stop_layer(needed: Sequence[Site], n_layers: int) -> int | None:
-    """The `stop_at_layer` that still computes every needed site, or None for a full pass."""
-    deepest = max(site.blocks_needed(n_layers) for site in needed)
-    if deepest >= n_layers or any(site.stream == "ln_final" for site in needed):
-        return None
-    return max(deepest, 1)
-
-
 def resid_hook_names(n_layers: int) -> list[str]:
     """Hook names of every block's input, attention output and MLP output (ablation sites)."""
     return [
@@ -153,19 +131,16 @@ def layer_of(hook_name: str) -> int | None:
 
 def logits_hook_name() -> str:
     """Hook name of the unembedding output (the logits, before any final soft-capping)."""
-    return f"{_LOGITS_COMPONENT}.hook_out"
+    return "unembed.hook_out"
 
 
 # Every hook name above sits on a bridge component's boundary: `<component>.hook_in` is the
 # wrapped HF module's input, `<component>.hook_out` its output. `interp.native` relies on that.
 _BOUNDARY = re.compile(
-    "^(?P<path>"
-    + "|".join(
-        re.escape(t.rsplit(".", 1)[0]).replace(re.escape("{layer}"), r"\d+")
-        for t in _TEMPLATES.values()
+    "|".join(
+        re.escape(name).replace(re.escape("{layer}"), r"\d+")
+        for name in [*_TEMPLATES.values(), logits_hook_name()]
     )
-    + f"|{_LOGITS_COMPONENT})"
-    + r"\.hook_(?P<side>in|out)$"
 )
 
 
@@ -179,13 +154,7 @@ def boundary(hook_name: str) -> tuple[str, str] | None:
     >>> boundary("blocks.0.attn.hook_pattern") is None
     True
     """
-    match = _BOUNDARY.match(hook_name)
-    if match is None or hook_name not in _known(match["path"]):
+    if _BOUNDARY.fullmatch(hook_name) is None:
         return None
-    return match["path"], match["side"]
-
-
-def _known(path: str) -> set[str]:
-    layer = re.search(r"\d+", path)
-    names = {t.format(layer=layer[0] if layer else 0) for t in _TEMPLATES.values()}
-    return names | {logits_hook_name()}
+    path, side = hook_name.rsplit(".hook_", 1)
+    return path, side

@@ -112,6 +112,22 @@ def test_stops_early_and_leaves_no_hooks(loaded):
     assert type(model.original_model.model.layers[0]) is type(model.blocks[0])
 
 
+def test_bridge_path_stops_early_too(loaded):
+    model, _ = loaded
+    ran: list[int] = []
+    later = model.blocks[1].original_component.register_forward_hook(lambda *_: ran.append(1))
+    foreign = [(Site("embed").hook_name, lambda *_, **__: None)]  # forces the bridge path
+    try:
+        with model.hooks(fwd_hooks=foreign):
+            acts = interp.collect_activations(model, PROMPTS, ["resid_pre.1"], progress=False)
+    finally:
+        later.remove()
+    assert ran == []  # resid_pre.1 is block 1's input: block 1 itself never ran
+    assert acts.get("resid_pre.1").shape[0] == len(PROMPTS)
+    full = interp.collect_activations(model, PROMPTS, ["ln_final"], progress=False)
+    assert full.get("ln_final").shape[0] == len(PROMPTS)  # the final norm needs every block
+
+
 def test_no_hooks_left_after_exception(loaded):
     model, _ = loaded
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import interp
-from interp import native
 from interp.chat import encode
 from interp.interventions import ActAdd, DirectionalAblation
 from interp.native import forward_session, native_supported
@@ -17,6 +16,11 @@ PROMPTS = [
     "What is the capital of France and why is it famous?",
 ]
 STREAMS = ["embed", "resid_pre.1", "attn_out.0", "resid_mid.1", "mlp_out.1", "resid_post.0"]
+
+
+def _bridge_only(model):
+    """A no-op hook attached to the bridge directly: every call then runs through the bridge."""
+    return model.hooks(fwd_hooks=[(Site("embed").hook_name, lambda *_, **__: None)])
 
 
 def _torch_hooks(model) -> int:
@@ -91,21 +95,22 @@ def test_native_equals_bridge_with_editing_hooks(tiny_bridge):
     assert type(tiny_bridge.original_model.model.layers[0]) is type(tiny_bridge.blocks[0])
 
 
-def test_collect_paths_agree(tiny_bridge, monkeypatch):
+def test_collect_paths_agree(tiny_bridge):
     sites = ["resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post", "ln_final", "embed"]
     got = interp.collect_activations(
         tiny_bridge, PROMPTS, sites, ["last", "eoi", "mean_user"], progress=False
     )
-    monkeypatch.setattr("interp.activations.native_supported", lambda *_: False)
-    ref = interp.collect_activations(
-        tiny_bridge, PROMPTS, sites, ["last", "eoi", "mean_user"], progress=False
-    )
+    with _bridge_only(tiny_bridge):
+        assert not native_supported(tiny_bridge)
+        ref = interp.collect_activations(
+            tiny_bridge, PROMPTS, sites, ["last", "eoi", "mean_user"], progress=False
+        )
     assert got.data.keys() == ref.data.keys()
     for label in ref.data:
         torch.testing.assert_close(got.data[label], ref.data[label], atol=1e-6, rtol=0)
 
 
-def test_generation_under_apply_runs_native_and_matches_bridge(tiny_bridge, monkeypatch):
+def test_generation_under_apply_runs_native_and_matches_bridge(tiny_bridge):
     d_model = int(tiny_bridge.cfg.d_model)
     vec = torch.randn(d_model, generator=torch.Generator().manual_seed(1))
     direction = interp.Direction(vec / vec.norm(), Site("resid_pre", 1), "eoi-1", "test")
@@ -113,8 +118,8 @@ def test_generation_under_apply_runs_native_and_matches_bridge(tiny_bridge, monk
     with interp.apply(tiny_bridge, *interventions):
         assert native_supported(tiny_bridge)
         got = interp.generate(tiny_bridge, PROMPTS, max_new_tokens=8)
-    monkeypatch.setattr(native, "native_supported", lambda *_: False)
-    with interp.apply(tiny_bridge, *interventions):
+    with _bridge_only(tiny_bridge), interp.apply(tiny_bridge, *interventions):
+        assert not native_supported(tiny_bridge)
         ref = interp.generate(tiny_bridge, PROMPTS, max_new_tokens=8)
     plain = interp.generate(tiny_bridge, PROMPTS, max_new_tokens=8)
     assert got.tokens == ref.tokens

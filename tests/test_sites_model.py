@@ -7,7 +7,7 @@ import pytest
 
 import interp
 from interp.errors import ModelLoadError, NoChatTemplateError, SiteError
-from interp.sites import Site, sites, stop_layer
+from interp.sites import Site, sites
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,13 +24,6 @@ def test_site_parse_and_labels():
     with pytest.raises(SiteError, match="out of range"):
         sites("resid_post", [4], n_layers=4)
     assert [s.layer for s in sites("resid_post", [-1], n_layers=4)] == [3]
-
-
-def test_stop_layer():
-    assert stop_layer([Site("resid_post", 0)], 4) == 1
-    assert stop_layer([Site("resid_pre", 2)], 4) == 3
-    assert stop_layer([Site("resid_post", 3)], 4) is None
-    assert stop_layer([Site("resid_pre", 0), Site("ln_final")], 4) is None
 
 
 def test_hook_names_only_in_sites_module():
