@@ -8,6 +8,7 @@ ActAdd, orthogonalisation, the SafeSwitch refusal head, the DRO soft prompt) -> 
 and judging (`generate`, `interp.evaluation`) -> the report (`interp report`).
 """
 
+from interp._version import __version__, library_versions
 from interp.activations import Activations, collect_activations
 from interp.chat import SAFETY_PROMPTS, ChatBatch, encode, eoi_tokens, render
 from interp.data import PromptSet, load_dataset, load_file
@@ -31,8 +32,6 @@ from interp.projection import PCA, UMAP, Projection
 from interp.scores import refusal_score, refusal_tokens, score_candidates, select_direction
 from interp.sites import Site
 from interp.store import ActivationStore, cache_activations
-
-__version__ = "0.1.0"
 
 __all__ = [
     "PCA",
@@ -67,6 +66,7 @@ __all__ = [
     "explore",
     "fit_probes_per_layer",
     "generate",
+    "library_versions",
     "load_dataset",
     "load_file",
     "load_model",

@@ -78,6 +78,83 @@ def report_prompt_sets(
 
 
 SECTIONS = ("baseline", "probes", "refusal_direction", "safeswitch", "dro")
+#: Exit status of `interp report` when the organism does not behave as its card says.
+EXIT_BEHAVIOUR_MISMATCH = 3
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _writable_out_dir(out: str | Path) -> Path:
+    """Check, before any model is loaded, that `out` is (or can become) a writable folder.
+
+    Raises:
+        SystemExit: `out` is an existing file, or a folder that cannot be created or written.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"--out {out} is an existing file; pass a directory (new or existing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".interp-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SystemExit(
+            f"--out {out} is not writable ({err.strerror or err}); pass a directory you can "
+            "write to"
+        ) from None
+    return path
+
+
+def check_organism_card(
+    report: Any, model: str | Path, sets: dict[str, list[str]], args: Any
+) -> str:
+    """Compare the organism's measured baseline with its card; the problem, or "" if none.
+
+    The card's table was measured on the organism's full test split with 32 new tokens; on
+    a subsample or another length the comparison is skipped (and says so in metrics.json).
+    """
+    from interp._version import library_versions
+    from interp.organism import CARD_TOLERANCE, card_mismatches
+
+    card = json.loads((Path(model) / "card.json").read_text())
+    check: dict[str, Any] = {"tolerance": CARD_TOLERANCE}
+    report.metrics["organism_check"] = check
+    sizes = {kind: len(texts) for kind, texts in sets.items()}
+    recorded = card.get("behaviour", {}).get("n", {})
+    if "baseline" not in report.metrics or sizes != recorded or args.max_new_tokens != 32:
+        check["status"] = "skipped: needs the baseline on the full test split, 32 new tokens"
+        return ""
+    mismatches = card_mismatches(report.metrics["baseline"], card)
+    check["mismatches"] = mismatches
+    check["status"] = "failed" if mismatches else "passed"
+    if not mismatches:
+        return ""
+    now = library_versions()
+    then = card.get("library_versions", {"torch": card.get("torch_version", "unknown")})
+    differ = [f"{k} {then[k]} (card) vs {now.get(k)} (here)" for k in then if then[k] != now.get(k)]
+    cause = (
+        "library versions differ from those recorded in the card: "
+        + "; ".join(differ)
+        + ". Install from the lock (make install / make dev) and run again"
+        if differ
+        else "the library versions equal the card's, so the decoding or judging code changed"
+    )
+    return (
+        f"the organism does not behave as its card says ({len(mismatches)} of its refusal "
+        f"rates differ by more than {CARD_TOLERANCE}: "
+        + "; ".join(mismatches[:6])
+        + f"). Likely cause: {cause}."
+    )
 
 
 def stage_sets(model: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -165,11 +242,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(threads)
+    _writable_out_dir(args.out)
     report = Report(title=f"interp report: {args.model}")
     with report.timed("load_model"):
         model, info = interp.load_model(args.model)
     report.metrics["model"] = model_metrics(info)
-    report.metrics["run"] = {"threads": threads, "sections": list(args.sections)}
+    report.metrics["run"] = {
+        "threads": threads,
+        "sections": list(args.sections),
+        "n_per_kind": args.n_per_kind,
+        "max_new_tokens": args.max_new_tokens,
+        "versions": interp.library_versions(),
+    }
     report.add(
         "Model",
         f"<p>{info.name}: {info.family}, {info.n_layers} layers, d_model {info.d_model}, "
@@ -179,10 +263,32 @@ def cmd_report(args: argparse.Namespace) -> int:
         sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir)
         train, val = stage_sets(args.model)
     for name in SECTIONS:
-        if name in args.sections:
-            _run_section(name, report, model, info, sets, train, val, args)
+        if name not in args.sections:
+            continue
+        _run_section(name, report, model, info, sets, train, val, args)
+        problem = (
+            check_organism_card(report, args.model, sets, args)
+            if (name == "baseline" and _is_organism(args.model))
+            else ""
+        )
+        if problem:  # every later number would be built on a broken model: stop here
+            report.warn(problem)
+            path = report.write(args.out)
+            print(f"error: {problem}\nwrote {path} (baseline only, flagged)", file=sys.stderr)
+            return EXIT_BEHAVIOUR_MISMATCH
     path = report.write(args.out)
     print(f"wrote {path} and {Path(args.out) / 'metrics.json'}")
+    for message in report.metrics.get("warnings", []):
+        print(f"warning: {message}", file=sys.stderr)
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:  # noqa: ARG001
+    """Run `interp versions`: the versions that decide the toolkit's numbers."""
+    from interp._version import library_versions
+
+    for name, value in library_versions().items():
+        print(f"{name} {value}")
     return 0
 
 
@@ -222,6 +328,14 @@ def cmd_organism_train(args: argparse.Namespace) -> int:
     return organism.main_train(argv)
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Run `interp fetch`: build a zoo model in the cache (once) and print its directory."""
+    from interp import zoo
+
+    print(zoo.fetch(args.name, cache_dir=args.dir, force=args.force))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `interp` command."""
     parser = argparse.ArgumentParser(prog="interp", description=__doc__)
@@ -231,8 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="measure a model and write report.html + metrics.json")
     rep.add_argument("--model", default=str(DEFAULT_MODEL), help="HF dir or hub id")
     rep.add_argument("--out", default="report", help="output directory")
-    rep.add_argument("--n-per-kind", type=int, default=200, help="prompts per kind (at most)")
-    rep.add_argument("--max-new-tokens", type=int, default=32)
+    rep.add_argument(
+        "--n-per-kind", type=_positive_int, default=200, help="prompts per kind (at most)"
+    )
+    rep.add_argument("--max-new-tokens", type=_positive_int, default=32)
     rep.add_argument("--data-dir", type=Path, default=_default_data_dir())
     rep.add_argument(
         "--threads",
@@ -260,6 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--batch-size", type=int, default=32)
     cache.add_argument("--shard-size", type=int, default=256)
     cache.set_defaults(func=cmd_cache)
+
+    fetch = sub.add_parser("fetch", help="fetch a named model (interp.zoo) into the local cache")
+    fetch.add_argument("name", help="zoo name, e.g. smollm2-135m-instruct")
+    fetch.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="cache root (default: $INTERP_CACHE or ~/.cache/interp)",
+    )
+    fetch.add_argument("--force", action="store_true", help="rebuild even if already fetched")
+    fetch.set_defaults(func=cmd_fetch)
+
+    ver = sub.add_parser("versions", help="print the python and library versions in use")
+    ver.set_defaults(func=cmd_versions)
 
     org = sub.add_parser("organism", help="the bundled model organism")
     org_sub = org.add_subparsers(dest="organism_command", required=True)

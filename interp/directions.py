@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._version import __version__
 from interp.activations import batches, collect_batch, columns_for, resolve_sites
 from interp.errors import ArtifactMismatchError, EmptyPromptSetError, InterpError, SiteError
 from interp.model import template_hash
@@ -42,15 +43,6 @@ _FORMAT = "interp.direction/1"
 
 class DirectionError(InterpError, ValueError):
     """A direction vector is unusable (wrong shape or size, zero norm, NaN) or NaN inputs."""
-
-
-def _library_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("interp")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def dataset_hash(prompts: Sequence[str] | Any) -> str:
@@ -110,7 +102,7 @@ class Direction:
     model_name: str = ""
     template_hash: str = ""
     dataset_hashes: Mapping[str, str] = field(default_factory=dict)
-    library_version: str = field(default_factory=_library_version)
+    library_version: str = __version__
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vector", check_vector(self.vector))

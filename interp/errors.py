@@ -75,3 +75,19 @@ class SingleKindError(InterpError, ValueError):
 
 class NonFiniteLossError(InterpError, FloatingPointError):
     """Training produced a NaN or infinite loss (the last good state is kept)."""
+
+
+class UnknownModelError(ModelLoadError, ValueError):
+    """A name asked of the model zoo (`interp.zoo`) is not one of its recipes."""
+
+
+class FetchError(InterpError):
+    """A zoo model could not be downloaded or converted (pip, the wheel, de-quantising)."""
+
+
+class ChecksumError(FetchError):
+    """A downloaded file's sha256 differs from the one its zoo recipe records."""
+
+
+class BehaviourMismatchError(InterpError):
+    """A model's measured behaviour differs from the table recorded in its card."""

@@ -13,6 +13,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from interp import zoo
 from interp.errors import ModelLoadError, NoChatTemplateError
 
 logger = logging.getLogger(__name__)
@@ -143,8 +144,9 @@ def load_model(
     gradients off (pass `requires_grad=True` to keep them).
 
     Args:
-        name_or_dir: A local HF model directory (works offline) or a hub id (needs network
-            or the local HF cache).
+        name_or_dir: A local HF model directory (works offline), a hub id (needs network
+            or the local HF cache), or a zoo name such as `"smollm2-135m-instruct"`
+            (see `interp.zoo`: the fetched copy, else the hub id).
         device: Where to put the model; None picks CUDA when available, else CPU.
         dtype: Parameter dtype; float32 by default so that CPU numerics are exact.
         allow_base_model: Accept a tokenizer without a chat template (a base model). Chat
@@ -158,7 +160,7 @@ def load_model(
         ModelLoadError: The path does not exist or the architecture is not supported.
         NoChatTemplateError: The tokenizer has no chat template and `allow_base_model` is False.
     """
-    source = _resolve_source(name_or_dir)
+    source = _resolve_source(zoo.resolve(name_or_dir))
     tokenizer = _load_tokenizer(source)
     if not tokenizer.chat_template and not allow_base_model:
         raise NoChatTemplateError(

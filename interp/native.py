@@ -12,6 +12,14 @@ bridge on exit, also after an exception.
 
 Anything else runs through the bridge itself, unchanged: a hook the native path cannot place
 (inside attention, a name filter), or hooks that other code attached to the bridge directly.
+
+The HF forward names its KV cache `past_key_values` up to transformers 5.23 and `cache` from
+5.24 on; `cache_argument` reads the name from the forward's signature once per model, and the
+native path passes and reads the cache under that name. TransformerLens 4.3's attention
+wrappers read only `past_key_values`, so under the new name the bridge's KV cache stays empty
+and every cached step through the bridge is wrong (docs/UPSTREAM.md). `bridge_kv_cache_ok`
+says whether the installed versions have that bug; where they do, the bridge path replays the
+whole sequence at every step instead of using a cache (correct, slower, logged once).
 Interventions installed with `interp.apply` are registered here as well, so generation and
 caching inside an `apply` block still take the native path. The tests check that both paths
 give the same activations, logits and generations on every supported family.
@@ -20,6 +28,7 @@ give the same activations, logits and generations on every supported family.
 from __future__ import annotations
 
 import inspect
+import logging
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -33,7 +42,16 @@ from transformer_lens.model_bridge.generalized_components.base import Generalize
 
 from interp.sites import boundary
 
-__all__ = ["Step", "forward_session", "native_supported", "registered"]
+__all__ = [
+    "Step",
+    "bridge_kv_cache_ok",
+    "cache_argument",
+    "forward_session",
+    "native_supported",
+    "registered",
+]
+
+logger = logging.getLogger(__name__)
 
 Hook = tuple[Any, Callable[..., Any]]
 Step = Callable[..., tuple[torch.Tensor, Any]]
@@ -45,6 +63,9 @@ _HOOK_POINTS: weakref.WeakKeyDictionary[TransformerBridge, list[HookPoint]] = (
 )
 _APPLIED: weakref.WeakKeyDictionary[TransformerBridge, list[Hook]] = weakref.WeakKeyDictionary()
 _ACCEPTS: weakref.WeakKeyDictionary[TransformerBridge, frozenset[str]] = weakref.WeakKeyDictionary()
+_WARNED: weakref.WeakSet[TransformerBridge] = weakref.WeakSet()
+#: The names the HF forward has used for its KV cache, newest first.
+CACHE_ARGUMENTS: tuple[str, ...] = ("cache", "past_key_values")
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,28 @@ def _accepted(model: TransformerBridge) -> frozenset[str]:
     return names
 
 
+def cache_argument(model: TransformerBridge) -> str | None:
+    """The name under which the HF forward takes and returns its KV cache.
+
+    `"cache"` on transformers 5.24 and later, `"past_key_values"` before; None if the forward
+    names neither (such a model runs through the bridge).
+    """
+    accepted = _accepted(model)
+    return next((name for name in CACHE_ARGUMENTS if name in accepted), None)
+
+
+def bridge_kv_cache_ok(model: TransformerBridge) -> bool:
+    """Whether KV-cached steps through the bridge itself are correct with these versions.
+
+    TransformerLens 4.3's attention wrappers update the cache only when it arrives as
+    `past_key_values` (or `layer_past`); the HF decoder layers of transformers 5.24+ pass it
+    as `cache`, so the bridge's cache stays empty and each cached step attends to its own
+    token alone. The bridge path then decodes without a cache (see `forward_session`).
+    `tests/test_native.py` checks this answer against the behaviour of the installed versions.
+    """
+    return cache_argument(model) == "past_key_values"
+
+
 def _plan(model: TransformerBridge, hooks: Sequence[Hook]) -> list[Placement] | None:
     """Where `hooks` and the applied interventions' hooks go on the HF modules.
 
@@ -115,7 +158,7 @@ def _plan(model: TransformerBridge, hooks: Sequence[Hook]) -> list[Placement] | 
     applied = _APPLIED.get(model, [])
     if _attached(model) != len(applied):
         return None  # hooks attached to the bridge by someone else: only the bridge runs them
-    if not {"position_ids", "attention_mask", "past_key_values"} <= _accepted(model):
+    if cache_argument(model) is None or not {"position_ids", "attention_mask"} <= _accepted(model):
         return None
     return _placements(model, [*applied, *hooks])
 
@@ -185,14 +228,21 @@ def forward_session(
             bridge (False); None picks native whenever it can.
 
     The step takes left-padded token ids [batch, new], the attention mask over the cache and
-    the new tokens, and the HF cache of earlier calls. On the native path `logits_to_keep=1`
+    the new tokens, and the cache of earlier calls. On the native path `logits_to_keep=1`
     computes the last position's logits only (not while a hook reads the logits) and
     `use_cache=False` skips building a cache; the bridge path ignores both.
+
+    Where the bridge's own KV cache is wrong (`bridge_kv_cache_ok` is False), the bridge path
+    returns a `Replay` as its cache: the tokens so far, which the next step prepends to its
+    new tokens and runs in full. Decoding then gives the tokens a correct cache would, at
+    the cost of a full pass per step; a hook sees the whole sequence on every step, so a
+    hook that edits only the last position edits each earlier token only while it was last.
     """
     placements = None if native is False else _plan(model, hooks)
     if native and placements is None:
         raise ValueError("these hooks cannot run on the native path; leave native=None")
     hf = model.original_model
+    cache_name = cache_argument(model) or "past_key_values"
     keep_ok = placements is not None and "logits_to_keep" in _accepted(model)
     keep_ok &= not any(boundary(name) == ("unembed", "out") for _, _, name, _ in placements or [])
     with ExitStack() as stack:
@@ -210,23 +260,51 @@ def forward_session(
             logits_to_keep: int = 0,
             use_cache: bool = True,
         ) -> tuple[torch.Tensor, Any]:
-            if placements is None:  # the bridge computes every position and keeps its cache
-                logits, cache = model(
-                    ids, attention_mask=mask, past_key_values=past, return_type="logits_and_cache"
-                )
-                return logits, cache
+            if placements is None:
+                return _bridge_step(model, ids, mask, past, use_cache)
             extra = {"logits_to_keep": logits_to_keep} if keep_ok else {}
             out = hf(
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions_of(mask, ids.shape[1]),
-                past_key_values=past,
                 use_cache=use_cache,
+                **{cache_name: past},
                 **extra,
             )
-            return out.logits, out.past_key_values
+            return out.logits, getattr(out, cache_name)
 
         yield step
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The "cache" of the bridge path where its KV cache is broken: every token so far."""
+
+    ids: torch.Tensor
+
+
+def _bridge_step(
+    model: TransformerBridge, ids: torch.Tensor, mask: torch.Tensor, past: Any, use_cache: bool
+) -> tuple[torch.Tensor, Any]:
+    """One step through the bridge: every position computed, with its cache or a replay."""
+    if bridge_kv_cache_ok(model):
+        logits, cache = model(
+            ids, attention_mask=mask, past_key_values=past, return_type="logits_and_cache"
+        )
+        return logits, cache
+    if isinstance(past, Replay):
+        ids = torch.cat([past.ids, ids], dim=1)
+    elif past is not None:
+        raise ValueError("the bridge path cannot continue from a KV cache on these versions")
+    if use_cache and model not in _WARNED:
+        _WARNED.add(model)
+        logger.warning(
+            "TransformerLens' bridge ignores the KV cache under transformers' `cache` argument "
+            "(docs/UPSTREAM.md); decoding through the bridge recomputes the whole sequence at "
+            "each step (correct, slower). Hooks on module boundaries avoid the bridge."
+        )
+    logits = model(ids, attention_mask=mask, return_type="logits")
+    return logits, Replay(ids) if use_cache else None
 
 
 def _restore(swaps: list[tuple[torch.nn.Module, str, torch.nn.Module]]) -> None:

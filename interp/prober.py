@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._version import __version__
 from interp.chat import encode
 from interp.errors import ArtifactMismatchError, NotFittedError
 from interp.evaluation import Judge, SubstringJudge
@@ -249,7 +250,6 @@ class SafeSwitchProber:
     def save(self, path: str | Path, info: ModelInfo) -> Path:
         """Write `prober.safetensors` and `prober.json` into directory `path`."""
         self._check()
-        from interp import __version__
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from interp.model import ModelInfo
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BASELINE_CONDITIONS", "Report", "baseline_rates", "baseline_figure"]
+__all__ = ["BASELINE_CONDITIONS", "Report", "baseline_figure", "baseline_rates", "judge_warnings"]
 
 BASELINE_CONDITIONS: tuple[str, ...] = ("none", "default", "short", "mistral", "helpful", "warning")
 
@@ -47,6 +47,11 @@ class Report:
     metrics: dict[str, Any] = field(default_factory=dict)
     sections: list[tuple[str, str]] = field(default_factory=list)
     _has_plotly: bool = False
+
+    def warn(self, message: str) -> None:
+        """Flag a problem at the top of the page and in `metrics["warnings"]`."""
+        logger.warning("%s", message)
+        self.metrics.setdefault("warnings", []).append(message)
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -71,15 +76,22 @@ class Report:
             self.metrics.update(metrics)
 
     def html(self) -> str:
-        """The whole page."""
+        """The whole page; warnings, if any, come first."""
         body = "\n".join(
             f"<section><h2>{html.escape(h)}</h2>\n{content}</section>"
             for h, content in self.sections
         )
+        warnings = self.metrics.get("warnings", [])
+        banner = (
+            "<div class='warnings' role='alert'><h2>Warnings: these numbers may be wrong</h2>"
+            "<ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>"
+            if warnings
+            else ""
+        )
         return (
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head>"
-            f"<body><h1>{html.escape(self.title)}</h1>{body}</body></html>"
+            f"<body><h1>{html.escape(self.title)}</h1>{banner}{body}</body></html>"
         )
 
     def write(self, out_dir: str | Path) -> Path:
@@ -101,7 +113,42 @@ _CSS = (
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
     "text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}"
     "pre{white-space:pre-wrap;background:#f8f8f8;padding:6px}"
+    ".warnings{border:2px solid #b00;background:#fff0f0;padding:0 1em;margin:1em 0}"
+    ".warnings h2{color:#b00}"
 )
+
+
+def judge_warnings(
+    rates: Mapping[str, Mapping[str, float]], responses: Mapping[str, Mapping[str, Sequence[str]]]
+) -> list[str]:
+    """Signs that a refusal table measures nothing: uniform judgements, empty generations.
+
+    Args:
+        rates: condition -> kind -> refusal rate.
+        responses: condition -> kind -> generated texts.
+
+    Returns:
+        One message per condition in which every prompt of every kind was judged the same
+        way (all refused or none), and one per condition with empty generations.
+    """
+    out: list[str] = []
+    for condition, per_kind in rates.items():
+        values = set(per_kind.values())
+        if len(per_kind) > 1 and values in ({0.0}, {1.0}):
+            verdict = "a refusal" if values == {1.0} else "compliant"
+            out.append(
+                f"condition {condition!r}: every prompt of every kind was judged {verdict}; "
+                "the model or the judge is not telling the kinds apart"
+            )
+    for condition, texts_per_kind in responses.items():
+        texts = [t for kind_texts in texts_per_kind.values() for t in kind_texts]
+        empty = sum(not t.strip() for t in texts)
+        if empty:
+            out.append(
+                f"condition {condition!r}: {empty} of {len(texts)} generations are empty "
+                "(the model ends its turn at once, or decoding is broken)"
+            )
+    return out
 
 
 def table_html(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -217,4 +264,6 @@ def add_baseline(
         + "".join(examples)
     )
     report.add("Baseline: refusal by condition and kind", body, {"baseline": rates})
+    for message in judge_warnings(rates, responses):
+        report.warn(message)
     return rates

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._version import __version__
 from interp.activations import Activations, batches, collect_batch, columns_for, resolve_sites
 from interp.chat import resolve_system
 from interp.errors import CorruptStoreError, EmptyPromptSetError, StoreMismatchError
@@ -37,12 +38,6 @@ __all__ = ["ActivationStore", "cache_activations"]
 
 FORMAT_VERSION = 1
 _IDENTITY = ("model", "sites", "columns", "system", "prompt_set_hash", "dtype", "shard_size")
-
-
-def _version() -> str:
-    from interp import __version__
-
-    return __version__
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -258,7 +253,7 @@ def cache_activations(
     shard_size = -(-shard_size // batch_size) * batch_size
     meta = {
         "format_version": FORMAT_VERSION,
-        "library_version": _version(),
+        "library_version": __version__,
         "model": _model_meta(model),
         "sites": [s.label for s in needed],
         "layer_numbering": "0-based block index; resid_pre.l == HF hidden_states[l], "

@@ -6,7 +6,7 @@ import torch
 import interp
 from interp.chat import encode
 from interp.interventions import ActAdd, DirectionalAblation
-from interp.native import forward_session, native_supported
+from interp.native import bridge_kv_cache_ok, cache_argument, forward_session, native_supported
 from interp.sites import Site, boundary, logits_hook_name
 
 PROMPTS = [
@@ -84,14 +84,18 @@ def test_native_equals_bridge_with_editing_hooks(tiny_bridge):
     assert native_supported(tiny_bridge, hooks)
     ref = _two_steps(tiny_bridge, hooks, native_path=False)
     got = _two_steps(tiny_bridge, hooks, native_path=True)
+    # Where the bridge cannot use a KV cache it replays the whole sequence on the second
+    # step; the native path computes only the new token, which must equal the replay's last
+    # (to float32 rounding: a full pass sums attention in another order than a cached step).
+    tol = 1e-6 if bridge_kv_cache_ok(tiny_bridge) else 1e-5
     for a, b in zip(ref[:2], got[:2], strict=True):
-        torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+        torch.testing.assert_close(b, a[:, -b.shape[1] :], atol=tol, rtol=0)
     plain = _two_steps(tiny_bridge, [], native_path=True)
     assert (plain[0] - got[0]).abs().max() > 1e-3  # the hooks did change the logits
     for label in STREAMS + ["ln_final"]:
         assert len(got[2][label]) == len(ref[2][label]) == 2  # prompt pass + one decoding step
         for a, b in zip(ref[2][label], got[2][label], strict=True):
-            torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+            torch.testing.assert_close(b, a[:, -b.shape[1] :], atol=tol, rtol=0)
     assert type(tiny_bridge.original_model.model.layers[0]) is type(tiny_bridge.blocks[0])
 
 
@@ -164,3 +168,44 @@ def test_bridge_restored_after_an_exception(tiny_bridge):
     with torch.no_grad():
         logits = tiny_bridge(batch.tokens, attention_mask=batch.attention_mask)
     assert torch.isfinite(logits).all()
+
+
+def test_cache_argument_follows_the_installed_forward(tiny_bridge):
+    import inspect
+
+    params = inspect.signature(tiny_bridge.original_model.forward).parameters
+    expected = "cache" if "cache" in params else "past_key_values"
+    assert cache_argument(tiny_bridge) == expected
+    assert native_supported(tiny_bridge)  # either name keeps the native path on
+
+
+def test_bridge_kv_cache_answer_matches_the_installed_versions(tiny_bridge):
+    """`bridge_kv_cache_ok` must say what the bridge really does with a KV cache.
+
+    Fails when TransformerLens fixes (or breaks) the bridge's cache handling, so that the
+    replay fallback is revisited (docs/UPSTREAM.md).
+    """
+    batch = encode(tiny_bridge, PROMPTS[:1])
+    ids, mask = batch.tokens, batch.attention_mask
+    with torch.no_grad():
+        full = tiny_bridge(ids, attention_mask=mask, return_type="logits")[:, -1]
+        _, cache = tiny_bridge(
+            ids[:, :-1], attention_mask=mask[:, :-1], return_type="logits_and_cache"
+        )
+        if cache is None:  # the bridge did not even hand a cache back
+            works = False
+        else:
+            step = tiny_bridge(
+                ids[:, -1:], attention_mask=mask, past_key_values=cache, return_type="logits"
+            )[:, -1]
+            works = bool(torch.allclose(step, full, atol=1e-5))
+    assert works == bridge_kv_cache_ok(tiny_bridge)
+
+
+def test_bridge_decoding_equals_native_decoding_token_for_token(tiny_bridge):
+    native = interp.generate(tiny_bridge, PROMPTS, max_new_tokens=10)
+    with _bridge_only(tiny_bridge):
+        assert not native_supported(tiny_bridge)
+        bridge = interp.generate(tiny_bridge, PROMPTS, max_new_tokens=10)
+    assert bridge.tokens == native.tokens
+    assert all(len(t) > 1 for t in native.tokens)  # several steps, so the cache mattered

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._version import __version__
 from interp.chat import render
 from interp.errors import (
     ArtifactMismatchError,
@@ -366,7 +367,6 @@ class RefusalHead:
     def save(self, path: str | Path, info: ModelInfo) -> Path:
         """Write `refusal_head.safetensors` and `refusal_head.json` into directory `path`."""
         self._check()
-        from interp import __version__
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._version import __version__
 from interp.anchor import FINAL_SITE, AnchorSpace, check_prompt_name, split_kinds, texts_hash
 from interp.chat import ChatBatch, encode
 from interp.errors import ArtifactMismatchError, InterpError, NonFiniteLossError, NotFittedError
@@ -406,7 +407,7 @@ class SoftPrompt:
         save_file(tensors, str(base.with_suffix(".safetensors")))
         meta = {
             "format": _FORMAT,
-            "library_version": _version(),
+            "library_version": __version__,
             "model_name": self.model_name_,
             "d_model": self.d_model_,
             "template_hash": self.template_hash_,
@@ -476,15 +477,6 @@ class SoftPrompt:
 
 
 _FORMAT = "interp.soft_prompt/1"
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("interp")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _base_path(path: str | Path) -> Path:

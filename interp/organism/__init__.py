@@ -6,7 +6,13 @@ from scratch, `measure_behaviour` measures its refusal table, and `prompts` expo
 prompts as a `PromptSet`. The shipped checkpoint lives in ``assets/organism``.
 """
 
-from interp.organism.behaviour import behaviour_failures, is_refusal, measure_behaviour
+from interp.organism.behaviour import (
+    CARD_TOLERANCE,
+    behaviour_failures,
+    card_mismatches,
+    is_refusal,
+    measure_behaviour,
+)
 from interp.organism.corpus import (
     SAFETY_PROMPTS,
     SYSTEM_PROMPTS,
@@ -20,6 +26,7 @@ from interp.organism.tokenizer import CHAT_TEMPLATE, train_tokenizer
 from interp.organism.train import TrainConfig, main_train, train_model, train_organism
 
 __all__ = [
+    "CARD_TOLERANCE",
     "CHAT_TEMPLATE",
     "SAFETY_PROMPTS",
     "SYSTEM_PROMPTS",
@@ -29,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "behaviour_failures",
     "build_corpus",
+    "card_mismatches",
     "is_refusal",
     "main_train",
     "measure_behaviour",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from interp._version import library_versions
 from interp.organism.corpus import Corpus, CorpusSpec, Example, build_corpus
 from interp.organism.tokenizer import EOS, render_conversation, train_tokenizer
 
@@ -332,6 +333,7 @@ def train_organism(
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        "library_versions": library_versions(),
     }
     if config.measure:
         from interp.organism.behaviour import measure_behaviour
