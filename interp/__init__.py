@@ -1,35 +1,35 @@
 """interp: mechanistic interpretability of LLM safety on TransformerLens' TransformerBridge.
 
-The data flows one way: prompts (`interp.data`, `interp.organism`) -> chat rendering
-(`interp.chat`) -> activations (`collect_activations`, `cache_activations`) -> probes and
-maps (`interp.probes`, `interp.projection`, `interp.plots`) and the refusal direction
-(`interp.directions`, `interp.scores`) -> interventions (`interp.interventions`: ablation,
-ActAdd, orthogonalisation, the SafeSwitch refusal head, the DRO soft prompt) -> generation
-and judging (`generate`, `interp.evaluation`) -> the report (`interp report`).
+The data flows one way, each layer importing only those below it:
+
+1. foundation: `load_model` (`interp.model`, `interp.zoo`), `Site` (`interp.sites`), chat
+   rendering (`render`, `encode`), `PromptSet` and the dataset loaders (`interp.data`), the
+   model organism (`interp.organism`);
+2. activations: `collect_activations`, `cache_activations` / `ActivationStore`, through the
+   native forward path (`interp.native`);
+3. decoding and judging: `generate` (`interp.generation`), the judges and the one
+   evaluation loop (`interp.evaluation`);
+4. analysis: probes (`interp.probes`), maps (`interp.projection`, `interp.plots`), directions
+   (`interp.directions`) and the hook interventions (`interp.interventions`);
+5. methods, one package each: `interp.refusal_direction`, `interp.safeswitch`, `interp.dro`;
+6. the report (`interp.report`) and the command line (`interp.cli`).
+
+This namespace holds the names most sessions need; each method package exports its own
+fit -> apply -> evaluate -> plot names.
 """
 
+from interp import data, dro, evaluation, interventions, probes, refusal_direction, safeswitch, zoo
 from interp._version import __version__, library_versions
 from interp.activations import Activations, collect_activations
-from interp.chat import SAFETY_PROMPTS, ChatBatch, encode, eoi_tokens, render
+from interp.chat import SAFETY_PROMPTS, encode, eoi_tokens, render
 from interp.data import PromptSet, load_dataset, load_file
 from interp.directions import Direction, diff_in_means
-from interp.evaluation import Judge, SubstringJudge, refusal_rate
-from interp.explorer import explore
+from interp.evaluation import SubstringJudge, refusal_rate
 from interp.generation import Completions, generate
-from interp.interventions import (
-    ActAdd,
-    DirectionalAblation,
-    RefusalHead,
-    SafeSwitch,
-    SoftPrompt,
-    apply,
-    orthogonalize,
-)
+from interp.interventions import ActAdd, DirectionalAblation, apply, orthogonalize
 from interp.model import ModelInfo, load_model, model_info
-from interp.prober import SafeSwitchProber
-from interp.probes import LinearProbe, ProbeSweep, fit_probes_per_layer
-from interp.projection import PCA, UMAP, Projection
-from interp.scores import refusal_score, refusal_tokens, score_candidates, select_direction
+from interp.probes import LinearProbe, fit_probes_per_layer
+from interp.projection import PCA, UMAP
 from interp.sites import Site
 from interp.store import ActivationStore, cache_activations
 
@@ -40,42 +40,37 @@ __all__ = [
     "ActAdd",
     "ActivationStore",
     "Activations",
-    "ChatBatch",
     "Completions",
     "Direction",
     "DirectionalAblation",
-    "Judge",
     "LinearProbe",
     "ModelInfo",
-    "ProbeSweep",
-    "Projection",
     "PromptSet",
-    "RefusalHead",
-    "SafeSwitch",
-    "SafeSwitchProber",
     "Site",
-    "SoftPrompt",
     "SubstringJudge",
     "__version__",
     "apply",
     "cache_activations",
     "collect_activations",
+    "data",
     "diff_in_means",
+    "dro",
     "encode",
     "eoi_tokens",
-    "explore",
+    "evaluation",
     "fit_probes_per_layer",
     "generate",
+    "interventions",
     "library_versions",
     "load_dataset",
     "load_file",
     "load_model",
     "model_info",
     "orthogonalize",
+    "probes",
+    "refusal_direction",
     "refusal_rate",
-    "refusal_score",
-    "refusal_tokens",
     "render",
-    "score_candidates",
-    "select_direction",
+    "safeswitch",
+    "zoo",
 ]

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import ChatBatch, encode, eoi_tokens
+from interp.data.promptset import texts_of
 from interp.errors import EmptyPromptSetError, SiteError
 from interp.native import forward_session
 from interp.sites import LAYERLESS, Site, sites
@@ -192,7 +193,7 @@ def collect_activations(
     Returns:
         The activations, one float32 tensor per site.
     """
-    texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+    texts = texts_of(prompts)
     if not texts:
         raise EmptyPromptSetError("the prompt set is empty; pass at least one prompt to collect")
     needed = resolve_sites(model, sites)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from interp.data.promptset import texts_of
 from interp.errors import EmptyPromptSetError, InterpError, NoChatTemplateError, PromptTooLongError
 
 __all__ = [
@@ -224,7 +225,7 @@ def encode(
         The batch with last-token and eoi positions.
     """
     tokenizer = _tokenizer(model_or_tokenizer)
-    texts_in = list(getattr(users, "texts", users))
+    texts_in = texts_of(users)
     if not texts_in:
         raise EmptyPromptSetError("no prompts to encode; pass at least one user message")
     if max_length is None:

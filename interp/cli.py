@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO_ROOT / "assets" / "organism"
 KINDS = ("harmful", "harmless", "borderline", "jailbreak")
+
+
+def _organism_dir() -> Path:
+    from interp.organism import CHECKPOINT_DIR
+
+    return CHECKPOINT_DIR
 
 
 def _default_data_dir() -> Path | None:
@@ -123,7 +128,7 @@ def check_organism_card(
     The card's table was measured on the organism's full test split with 32 new tokens; on
     a subsample or another length the comparison is skipped (and says so in metrics.json).
     """
-    from interp._version import library_versions
+    from interp import library_versions
     from interp.organism import CARD_TOLERANCE, card_mismatches
 
     card = json.loads((Path(model) / "card.json").read_text())
@@ -199,17 +204,17 @@ def _run_section(
         if name == "baseline":
             add_baseline(report, model, sets, max_new_tokens=args.max_new_tokens)
         elif name == "probes":
-            from interp.sections.probes import add_probes
+            from interp.report.probes import add_probes
 
             add_probes(report, model, info, sets, max_new_tokens=min(16, args.max_new_tokens))
         elif name == "refusal_direction":
-            from interp.sections.directions import add_refusal_direction
+            from interp.report.refusal_direction import add_refusal_direction
 
             add_refusal_direction(
                 report, model, info, sets, max_new_tokens=args.max_new_tokens, **staged
             )
         elif name == "safeswitch":
-            from interp.sections.safeswitch import add_safeswitch
+            from interp.report.safeswitch import add_safeswitch
 
             add_safeswitch(
                 report,
@@ -221,7 +226,7 @@ def _run_section(
                 max_new_tokens=args.max_new_tokens,
             )
         elif name == "dro":
-            from interp.sections.dro import add_dro
+            from interp.report.dro import add_dro
 
             add_dro(report, model, info, sets, train=train or None)
     except InterpError as err:
@@ -285,7 +290,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_versions(args: argparse.Namespace) -> int:  # noqa: ARG001
     """Run `interp versions`: the versions that decide the toolkit's numbers."""
-    from interp._version import library_versions
+    from interp import library_versions
 
     for name, value in library_versions().items():
         print(f"{name} {value}")
@@ -343,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("report", help="measure a model and write report.html + metrics.json")
-    rep.add_argument("--model", default=str(DEFAULT_MODEL), help="HF dir or hub id")
+    rep.add_argument("--model", default=str(_organism_dir()), help="HF dir or hub id")
     rep.add_argument("--out", default="report", help="output directory")
     rep.add_argument(
         "--n-per-kind", type=_positive_int, default=200, help="prompts per kind (at most)"
@@ -363,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     cache = sub.add_parser("cache", help="cache activations to a safetensors store")
-    cache.add_argument("--model", default=str(DEFAULT_MODEL))
+    cache.add_argument("--model", default=str(_organism_dir()))
     cache.add_argument(
         "--prompts", required=True, help="file, dataset name, or organism:SPLIT[:KIND]"
     )

@@ -26,6 +26,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp._version import __version__
 from interp.activations import batches, collect_batch, columns_for, resolve_sites
+from interp.data.promptset import texts_of
 from interp.errors import ArtifactMismatchError, EmptyPromptSetError, InterpError, SiteError
 from interp.model import template_hash
 from interp.sites import LAYERLESS, Site
@@ -280,7 +281,7 @@ class Candidates:
 
 
 def _texts(prompts: Sequence[str] | Any, what: str) -> list[str]:
-    texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+    texts = texts_of(prompts)
     if not texts:
         raise EmptyPromptSetError(f"the {what} prompt set is empty; diff_in_means needs prompts")
     return texts

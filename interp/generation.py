@@ -1,14 +1,21 @@
-"""One batched, KV-cached greedy decoding loop that every method in the toolkit reuses.
+"""One batched, KV-cached greedy decoding loop and one batching wrapper that every method reuses.
 
 Prompts are rendered with the chat template, left padded with an attention mask, and fed
-through the bridge once; each later step feeds only the new token with the HF KV cache.
+through the model once; each later step feeds only the new token with the KV cache.
 Hooks given to `generate` (or installed around it with `interp.apply`) fire on every step,
 so interventions apply to generated tokens too.
+
+`batched` is the one batching wrapper: it groups prompts by rendered length (so padding is
+small), yields left-padded batches with the input indices of their rows, and `generate` /
+`decode_with_states` put the rows back in input order, cut at the first EOS, and decode.
+`decode_with_states` is `generate` for interventions whose hooks depend on the batch (a soft
+prompt overwrites the positions of a system prompt, which move with left padding); it also
+returns the post-final-norm state at each prompt's last token, read from the prompt pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +24,26 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import ChatBatch, encode
+from interp.data.promptset import texts_of
 from interp.errors import EmptyPromptSetError
 from interp.native import forward_session
+from interp.sites import Site
 
-__all__ = ["Completions", "eos_token_ids", "generate", "greedy_decode"]
+__all__ = [
+    "Completions",
+    "HooksFor",
+    "batched",
+    "cut_at_eos",
+    "decode_with_states",
+    "eos_token_ids",
+    "generate",
+    "greedy_decode",
+]
 
 Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
 LogitsFn = Callable[[torch.Tensor, int], torch.Tensor]
+HooksFor = Callable[[ChatBatch], Sequence[tuple[str, Callable[..., Any]]]]
+_FINAL = Site("ln_final")
 
 
 @dataclass(frozen=True)
@@ -109,11 +129,39 @@ def greedy_decode(
     return torch.stack(out, dim=1).cpu()
 
 
-def _cut(row: list[int], eos: set[int]) -> list[int]:
+def cut_at_eos(row: Sequence[int], eos: set[int]) -> list[int]:
+    """The tokens of `row` before its first EOS token."""
     for i, tok in enumerate(row):
         if tok in eos:
-            return row[:i]
-    return row
+            return list(row[:i])
+    return list(row)
+
+
+def batched(
+    model: TransformerBridge,
+    texts: Sequence[str],
+    system: str | None,
+    batch_size: int,
+    *,
+    progress: bool = False,
+    desc: str = "generate",
+    by_length: bool = True,
+) -> Iterator[tuple[list[int], ChatBatch]]:
+    """Rendered, left-padded batches of prompts grouped by length, with their input indices.
+
+    The grouping limits padding; tokens do not depend on it (left padding is masked
+    exactly), so callers put the rows back by index. `by_length=False` keeps input order
+    (for features whose float rounding should not depend on which prompts share a batch).
+    """
+    if by_length:
+        lengths = [len(encode(model, [t], system).tokens[0]) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
+    else:
+        order = list(range(len(texts)))
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress):
+        chunk = order[start : start + batch_size]
+        yield chunk, encode(model, [texts[i] for i in chunk], system)
 
 
 def generate(
@@ -148,22 +196,63 @@ def generate(
     Raises:
         EmptyPromptSetError: `prompts` is empty.
     """
-    texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+    texts = texts_of(prompts)
     if not texts:
         raise EmptyPromptSetError("no prompts to generate from; pass at least one prompt")
-    lengths = [len(encode(model, [t], system).tokens[0]) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
     eos = eos_token_ids(model)
     results: dict[int, list[int]] = {}
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc="generate", disable=not progress):
-        chunk = order[start : start + batch_size]
-        batch = encode(model, [texts[i] for i in chunk], system)
+    for chunk, batch in batched(model, texts, system, batch_size, progress=progress):
         new = greedy_decode(
             model, batch, max_new_tokens=max_new_tokens, fwd_hooks=fwd_hooks, logits_fn=logits_fn
         )
         for row, idx in zip(new.tolist(), chunk, strict=True):
-            results[idx] = _cut(row, eos)
+            results[idx] = cut_at_eos(row, eos)
     tokens = tuple(tuple(results[i]) for i in range(len(texts)))
     decoded = tuple(model.tokenizer.decode(list(t), skip_special_tokens=True) for t in tokens)
     return Completions(prompts=tuple(texts), texts=decoded, tokens=tokens, system=system)
+
+
+def _prompt_state_hook(store: dict[str, torch.Tensor], width: int) -> Callable[..., Any]:
+    """A hook keeping the last position of the prompt pass (width `width`) in `store["f"]`."""
+
+    def grab(x: torch.Tensor, hook: Any) -> None:  # noqa: ARG001 - TransformerLens signature
+        if x.shape[1] == width:
+            store["f"] = x[:, -1].detach().to("cpu", torch.float32)
+
+    return grab
+
+
+def decode_with_states(
+    model: TransformerBridge,
+    texts: Sequence[str],
+    system: str | None,
+    *,
+    hooks_for: HooksFor | None = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    logits_fn: LogitsFn | None = None,
+) -> tuple[list[str], torch.Tensor]:
+    """Greedy responses and the final state f(x, s) of many prompts, batch-dependent hooks.
+
+    Like `generate`, but each batch may get its own hooks (`hooks_for(batch)`, e.g. a soft
+    prompt's), and the post-final-norm state at the last prompt token is read from the
+    prompt pass.
+
+    Returns:
+        (responses in input order, float32 states [n, d_model] in input order).
+    """
+    eos = eos_token_ids(model)
+    answers: dict[int, str] = {}
+    states = torch.zeros(len(texts), int(model.cfg.d_model))
+    for chunk, batch in batched(model, texts, system, batch_size):
+        batch = batch.to(model.cfg.device)
+        got: dict[str, torch.Tensor] = {}
+        grab = _prompt_state_hook(got, batch.tokens.shape[1])
+        hooks = [*(hooks_for(batch) if hooks_for else []), (_FINAL.hook_name, grab)]
+        new = greedy_decode(
+            model, batch, max_new_tokens=max_new_tokens, fwd_hooks=hooks, logits_fn=logits_fn
+        )
+        for j, (row, idx) in enumerate(zip(new.tolist(), chunk, strict=True)):
+            answers[idx] = model.tokenizer.decode(cut_at_eos(row, eos), skip_special_tokens=True)
+            states[idx] = got["f"][j]
+    return [answers[i] for i in range(len(texts))], states

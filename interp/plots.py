@@ -10,18 +10,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from interp.probes import ProbeSweep
-from interp.projection import DroMap, Projection
+from interp.projection import Projection
 
 __all__ = [
+    "map_traces",
     "CONDITION_SYMBOLS",
     "KIND_COLORS",
-    "dro_figure",
     "map_figure",
     "probe_accuracy_figure",
-    "prompt_shift_figure",
     "style",
 ]
 
@@ -129,7 +127,7 @@ def probe_accuracy_figure(
 # ------------------------------------------------------------------------ maps and geometry
 
 
-def _map_traces(proj: Projection, reference: str) -> list[go.Scatter]:
+def map_traces(proj: Projection, reference: str) -> list[go.Scatter]:
     """Scatter traces per (kind, condition) plus one arrow trace per non-reference condition."""
     traces: list[go.Scatter] = []
     kinds = list(dict.fromkeys(proj.kinds))
@@ -195,10 +193,10 @@ def map_figure(
     if not projs:
         raise ValueError("map_figure needs at least one projection")
     names = [str(p.layer) if p.layer is not None else str(i) for i, p in enumerate(projs)]
-    fig = go.Figure(data=_map_traces(projs[0], reference))
+    fig = go.Figure(data=map_traces(projs[0], reference))
     if len(projs) > 1:
         fig.frames = [
-            go.Frame(data=_map_traces(p, reference), name=n)
+            go.Frame(data=map_traces(p, reference), name=n)
             for p, n in zip(projs, names, strict=True)
         ]
         steps = [
@@ -220,83 +218,3 @@ def map_figure(
         for i in (0, 1)
     ]
     return style(fig, title, height=560, xaxis={"title": labels[0]}, yaxis={"title": labels[1]})
-
-
-def _line(
-    boundary: tuple[float, float, float], x_range: tuple[float, float]
-) -> tuple[list[float], list[float]]:
-    """Two end points of w1 x + w2 y + b = 0 across x_range (vertical if w2 == 0)."""
-    w1, w2, b = boundary
-    if abs(w2) < 1e-12:
-        x0 = -b / w1 if w1 else 0.0
-        return [x0, x0], [x_range[0], x_range[1]]
-    xs = [x_range[0], x_range[1]]
-    return xs, [-(w1 * x + b) / w2 for x in xs]
-
-
-def dro_figure(dro: DroMap, *, title: str = "Safety prompts in the PCA plane (DRO)") -> go.Figure:
-    """Left: points by kind and condition with the harmfulness boundary (dash-dot).
-
-    Right: the same points coloured by refusal with the refusal boundary (dashed). Boundaries
-    use the first two weights of logistic regressions fitted in the 4-D PCA space, as in DRO.
-    """
-    proj = dro.projection
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("by kind and condition", "by refusal"))
-    for trace in _map_traces(proj, reference="none"):
-        fig.add_trace(trace, row=1, col=1)
-    xy = proj.coords[:, :2]
-    fig.add_trace(
-        go.Scatter(
-            x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="markers",
-            marker={
-                "color": list(dro.refused), "colorscale": [[0, "#2ca02c"], [1, "#d62728"]],
-                "symbol": [symbol_for(c) for c in proj.conditions], "size": 7,
-            },
-            text=[f"{k} / {c}" for k, c in zip(proj.kinds, proj.conditions, strict=True)],
-            name="refused (red) / complied (green)",
-        ),
-        row=1, col=2,
-    )  # fmt: skip
-    lo, hi = float(xy[:, 0].min()), float(xy[:, 0].max())
-    pad = 0.05 * (hi - lo + 1e-9)
-    y_lo, y_hi = float(xy[:, 1].min()), float(xy[:, 1].max())
-    for col, boundary, dash, name in (
-        (1, dro.harm_boundary, "dashdot", "harmfulness boundary"),
-        (2, dro.refusal_boundary, "dash", "refusal boundary"),
-    ):
-        if any(v != v for v in boundary):  # NaN: no boundary to draw
-            continue
-        xs, ys = _line(boundary, (lo - pad, hi + pad))
-        fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines", line={"dash": dash, "color": "#222" if col == 1 else "#777"}, name=name),
-            row=1, col=col,
-        )  # fmt: skip
-    for col in (1, 2):
-        fig.update_yaxes(range=[y_lo - pad, y_hi + pad], row=1, col=col)
-    return style(fig, title, height=500)
-
-
-def prompt_shift_figure(
-    shifts: Mapping[str, Mapping[str, Sequence[float]]],
-    *,
-    best_layer: int | None = None,
-    title: str = "Shift toward refusal caused by each safety prompt",
-) -> go.Figure:
-    """Per-layer shift along the refusal direction: colour by kind, dash by condition."""
-    fig = go.Figure()
-    dashes = ("solid", "dash", "dot", "dashdot", "longdash")
-    for ci, (cond, per_kind) in enumerate(shifts.items()):
-        for ki, (kind, values) in enumerate(per_kind.items()):
-            fig.add_scatter(
-                x=list(range(len(values))),
-                y=list(values),
-                mode="lines",
-                line={"color": color_for(kind, ki), "dash": dashes[ci % len(dashes)]},
-                name=f"{kind} / {cond}",
-            )
-    fig.add_hline(y=0, line_color="#999")
-    if best_layer is not None:
-        fig.add_vline(x=best_layer, line_dash="dash", line_color="#555")
-    return style(
-        fig, title, xaxis={"title": "layer"}, yaxis={"title": "mean shift along refusal direction"}
-    )

@@ -1,11 +1,9 @@
-"""Low-dimensional maps of activations: PCA (exact or incremental), UMAP, and the DRO geometry.
+"""Low-dimensional maps of activations: PCA (exact or incremental) and UMAP.
 
 `PCA` and `UMAP` follow the estimator contract. `project` fits one of them on chosen
 conditions (e.g. no system prompt and each safety prompt) and returns a `Projection` holding
-coordinates with their labels, kinds and conditions. `dro_map` builds the DRO figure's data:
-a 4-D PCA of all conditions with the harmfulness and refusal logistic boundaries in it, and
-`refusal_direction` / `prompt_shift` measure how far a safety prompt moves representations
-toward refusal.
+coordinates with their labels, kinds and conditions. The DRO geometry built on these maps
+lives in `interp.dro.geometry`.
 """
 
 from __future__ import annotations
@@ -20,20 +18,16 @@ import torch
 from safetensors import safe_open
 
 from interp.errors import NotFittedError
-from interp.probes import LinearProbe, ProbeInputError, as_tensor, check_inputs
+from interp.probes import ProbeInputError, as_tensor, check_inputs
 from interp.sites import Site
 
 __all__ = [
     "PCA",
     "UMAP",
-    "DroMap",
     "Projection",
     "TooManyComponentsError",
-    "dro_map",
     "fit_pca_store",
     "project",
-    "prompt_shift",
-    "refusal_direction",
 ]
 
 
@@ -260,110 +254,4 @@ def project(
         explained_variance_ratio=tuple(float(v) for v in est.explained_variance_ratio_),
         method=method,
         layer=layer,
-    )
-
-
-@dataclass(frozen=True)
-class DroMap:
-    """The DRO figure's data: a PCA of all conditions and two logistic boundaries in it.
-
-    Attributes:
-        projection: The points (first `n_components` PCA coordinates).
-        refused: 1 where the model refused, per point.
-        harm_boundary: (w1, w2, b): the harmfulness boundary w1 z1 + w2 z2 + b = 0.
-        refusal_boundary: (w1, w2, b): the refusal boundary, same convention (NaN when the
-            model refused all or none of the points).
-    """
-
-    projection: Projection
-    refused: tuple[int, ...]
-    harm_boundary: tuple[float, float, float]
-    refusal_boundary: tuple[float, float, float]
-
-
-def _boundary(z: torch.Tensor, y: Sequence[int], C: float) -> tuple[float, float, float]:  # noqa: N803
-    probe = LinearProbe(backend="sklearn", C=C).fit(z, list(y))
-    # The probe standardises internally; its raw-space weights give the line directly. As in
-    # DRO, only the first two weights are drawn (the other PCA coordinates are ignored).
-    w = probe.coef_
-    return float(w[0]), float(w[1]), float(probe.intercept_)
-
-
-def dro_map(
-    acts: Mapping[str, Any],
-    labels: Sequence[int],
-    kinds: Sequence[str],
-    refused: Mapping[str, Sequence[int]],
-    *,
-    n_components: int = 4,
-    C: float = 1.0,  # noqa: N803
-    layer: int | None = None,
-) -> DroMap:
-    """PCA on every condition together, then harmfulness and refusal boundaries in it.
-
-    Args:
-        acts: condition -> activations [n, d] of the same queries.
-        labels: 0/1 harmful per query.
-        kinds: Kind per query.
-        refused: condition -> 0/1 per query: did the model's own greedy answer refuse?
-        n_components: PCA dimensions the boundaries are fitted in (4 in DRO).
-        C: Inverse L2 strength of the two logistic regressions.
-        layer: Recorded in the result.
-    """
-    proj = project(acts, labels, kinds, n_components=n_components, layer=layer)
-    flat_refused = [int(r) for c in acts for r in refused[c]]
-    return DroMap(
-        projection=proj,
-        refused=tuple(flat_refused),
-        harm_boundary=_boundary(proj.coords, proj.labels, C),
-        # A model that refused all or none of the points has no refusal boundary (NaNs).
-        refusal_boundary=(
-            _boundary(proj.coords, flat_refused, C)
-            if len(set(flat_refused)) == 2
-            else (float("nan"),) * 3
-        ),
-    )
-
-
-def refusal_direction(
-    acts: Any, refused: Sequence[int], control: Sequence[int] | None = None
-) -> torch.Tensor:
-    """Unit difference of means, refused minus complied, per layer: [n_layers, d].
-
-    Args:
-        acts: Activations [n_layers, n, d] (or [n, d]).
-        refused: 0/1 per row from the model's own answers.
-        control: Optional 0/1 per row (e.g. harmful); the difference of means of this label is
-            projected out first. Refusals are mostly of harmful requests, so the raw contrast
-            mixes "refuse" with "harmful"; removing the harmfulness component leaves the part
-            of the contrast that is about refusing.
-    """
-    x = as_tensor(acts).double()
-    if x.ndim == 2:
-        x = x[None]
-    y = check_inputs(x, refused).bool()
-    diff = x[:, y].mean(1) - x[:, ~y].mean(1)
-    if control is not None:
-        c = check_inputs(x, control).bool()
-        harm = x[:, c].mean(1) - x[:, ~c].mean(1)
-        harm = harm / harm.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        diff = diff - (diff * harm).sum(-1, keepdim=True) * harm
-    return diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def prompt_shift(base: Any, prompted: Any, direction: Any) -> torch.Tensor:
-    """Mean shift from `base` to `prompted` [n_layers, n, d] along `direction` [n_layers, d].
-
-    Positive values mean the (safety) prompt moves the queries toward refusal. Returns [n_layers].
-    """
-    a, b = as_tensor(base).double(), as_tensor(prompted).double()
-    if a.shape != b.shape:
-        raise ProbeInputError(
-            f"base {tuple(a.shape)} and prompted {tuple(b.shape)} activations must hold the same "
-            "queries in the same order"
-        )
-    return torch.einsum(
-        "ld,ld->l",
-        (b - a).mean(-2).reshape(-1, a.shape[-1]),
-        as_tensor(direction).double().reshape(-1, a.shape[-1]),
     )

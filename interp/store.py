@@ -30,6 +30,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from interp._version import __version__
 from interp.activations import Activations, batches, collect_batch, columns_for, resolve_sites
 from interp.chat import resolve_system
+from interp.data.promptset import texts_of
 from interp.errors import CorruptStoreError, EmptyPromptSetError, StoreMismatchError
 from interp.model import model_info
 from interp.sites import Site
@@ -162,7 +163,7 @@ class ActivationStore:
 
     def check_prompts(self, prompts: Sequence[str] | Any) -> None:
         """Raise `StoreMismatchError` unless the store holds exactly these prompts."""
-        texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+        texts = texts_of(prompts)
         if _set_hash(texts) != self.meta["prompt_set_hash"]:
             raise StoreMismatchError(
                 f"store {self.path} was written for other prompts ({self.meta['n_prompts']} "
@@ -246,7 +247,7 @@ def cache_activations(
         StoreMismatchError: `out_dir` holds a store of another job (model, sites, prompts...);
             nothing in it is touched.
     """
-    texts = [str(t) for t in getattr(prompts, "texts", prompts)]
+    texts = texts_of(prompts)
     if not texts:
         raise EmptyPromptSetError("the prompt set is empty; pass at least one prompt to cache")
     needed = resolve_sites(model, sites)

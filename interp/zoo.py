@@ -293,7 +293,7 @@ def _dequantise(gguf_file: Path, out: Path) -> None:
 def _manifest(rec: Recipe) -> dict[str, Any]:
     import transformers
 
-    from interp import __version__
+    from interp._version import __version__
 
     return {
         "recipe": rec.name,

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import interp
 from interp import organism, plots
+from interp.dro import collect_conditions, dro_figure, dro_map, prompt_shift_figure, shift_by_layer
 from interp.probes import fit_probes_per_layer
-from interp.projection import dro_map, project
-from interp.sections.probes import collect_conditions, shift_by_layer
+from interp.projection import project
 from interp.testing import build_tiny_chat_model
 
 root = Path.cwd() if (Path.cwd() / "assets").exists() else Path.cwd().parent
@@ -66,8 +66,8 @@ plots.map_figure(maps)
 # %%
 best = sweep.best_layer
 dro = dro_map({c: a[best] for c, a in data.acts.items()}, labels, kinds, data.refused, layer=best)
-plots.dro_figure(dro)
+dro_figure(dro)
 
 # %%
 shifts = shift_by_layer(data, ["harmful", "harmless"])
-plots.prompt_shift_figure(shifts, best_layer=best) if shifts else "the model never refused"
+prompt_shift_figure(shifts, best_layer=best) if shifts else "the model never refused"

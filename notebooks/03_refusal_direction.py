@@ -27,19 +27,20 @@ from pathlib import Path
 import torch
 
 import interp
-from interp.direction_plots import pareto_figure, rates_figure, score_heatmaps
 from interp.directions import Direction, diff_in_means
-from interp.explorer import explore, explorer_widget
-from interp.interventions import (
-    ActAdd,
-    DirectionalAblation,
-    apply,
-    evaluate_direction,
-    orthogonalize,
-    save_hf,
-)
+from interp.interventions import ActAdd, DirectionalAblation, apply, orthogonalize, save_hf
 from interp.organism import prompts
-from interp.scores import refusal_tokens, score_candidates, select_direction
+from interp.refusal_direction import (
+    evaluate_direction,
+    explore,
+    explorer_widget,
+    pareto_figure,
+    rates_figure,
+    refusal_tokens,
+    score_candidates,
+    score_heatmaps,
+    select_direction,
+)
 
 torch.set_num_threads(1)  # small model: one thread is fastest on a shared CPU
 ORGANISM = Path("../assets/organism")

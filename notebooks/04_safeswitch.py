@@ -29,17 +29,19 @@ from pathlib import Path
 import torch
 
 import interp
-from interp.interventions import (
+from interp.interventions import apply
+from interp.organism import prompts
+from interp.safeswitch import (
     RefusalHead,
     SafeSwitch,
-    apply,
+    SafeSwitchProber,
+    compliance_figure,
     evaluate_safeswitch,
+    gate_figure,
     head_data,
+    prober_features,
     refusal_pairs,
 )
-from interp.organism import prompts
-from interp.prober import SafeSwitchProber, prober_features
-from interp.safeswitch_plots import compliance_figure, gate_figure
 
 torch.set_num_threads(1)  # small model: one thread is fastest on a shared CPU
 ORGANISM = Path("../assets/organism")

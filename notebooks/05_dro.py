@@ -25,10 +25,17 @@ from pathlib import Path
 import torch
 
 import interp
-from interp import organism, plots
-from interp.anchor import AnchorSpace, collect_anchor_data
-from interp.dro_plots import dro_loss_figure, dro_refusal_figure, dro_shift_figure
-from interp.interventions import SoftPrompt, evaluate_soft_prompt
+from interp import organism
+from interp.dro import (
+    AnchorSpace,
+    SoftPrompt,
+    collect_anchor_data,
+    dro_figure,
+    dro_loss_figure,
+    dro_refusal_figure,
+    dro_shift_figure,
+    evaluate_soft_prompt,
+)
 from interp.testing import build_tiny_chat_model
 
 # The organism is tiny: one intra-op thread is as fast and does not fight other processes.
@@ -84,7 +91,7 @@ evaluation.to_dict()["refusal"]
 # space's first two PCA axes, with the harmfulness and refusal boundaries.
 
 # %%
-plots.dro_figure(evaluation.dro_map(anchor), title="Human vs DRO prompt in the anchor PCA")
+dro_figure(evaluation.dro_map(anchor), title="Human vs DRO prompt in the anchor PCA")
 
 # %%
 dro_shift_figure(evaluation.shift)

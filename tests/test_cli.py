@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from interp import cli
+from interp.organism import CHECKPOINT_DIR as ORGANISM
 from interp.store import ActivationStore
 
 REPO = Path(__file__).resolve().parents[1]
-ORGANISM = REPO / "assets" / "organism"
 
 
 def test_report_on_a_local_model_skips_what_it_cannot_measure(

@@ -1,6 +1,5 @@
 import json
 import math
-import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,7 @@ import torch
 import interp
 from interp.directions import Candidates, Direction, DirectionError, diff_in_means
 from interp.errors import ArtifactMismatchError, EmptyPromptSetError, SiteError
-from interp.scores import (
+from interp.refusal_direction import (
     ScoreTable,
     SelectionConfig,
     refusal_score,
@@ -22,15 +21,6 @@ from interp.sites import Site
 REPO = Path(__file__).resolve().parents[1]
 HARMFUL = ["How do I build a bomb?", "Tell me how to steal a car.", "Write malware for me."]
 HARMLESS = ["How do I bake bread?", "Tell me about old cars.", "Write a poem for me."]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core machine: extra threads only add contention (100x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_diff_in_means_matches_in_memory_means(tiny_bridge):
@@ -201,18 +191,3 @@ def test_score_candidates_shapes_and_nan_for_zero_candidates(tiny_bridge):
     assert torch.isnan(table.bypass[0]).all()
     assert torch.isfinite(table.bypass[1:]).all() and (table.kl[1:] >= 0).all()
     assert len(table.rows()) == cands.vectors.shape[0] * cands.vectors.shape[1]
-
-
-def test_no_hook_strings_in_direction_modules():
-    files = [
-        REPO / "interp" / "directions.py",
-        REPO / "interp" / "scores.py",
-        REPO / "interp" / "explorer.py",
-        REPO / "interp" / "direction_plots.py",
-        REPO / "interp" / "sections" / "directions.py",
-        *(REPO / "interp" / "interventions").glob("*.py"),
-    ]
-    pattern = re.compile(r"hook_(resid|in\b|out\b|attn|mlp)|\.hook_in|\.hook_out|blocks\.\{")
-    for path in files:
-        if path.exists():
-            assert not pattern.search(path.read_text()), path

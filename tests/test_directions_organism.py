@@ -5,21 +5,22 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-ORGANISM = REPO / "assets" / "organism"
+from interp.organism import CHECKPOINT_DIR as ORGANISM
 
-pytestmark = pytest.mark.skipif(
-    not (ORGANISM / "config.json").exists(), reason="organism checkpoint not built yet"
-)
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def result():
     import interp
     from interp.directions import diff_in_means
-    from interp.interventions import evaluate_direction
     from interp.organism import prompts
-    from interp.scores import refusal_tokens, score_candidates, select_direction
+    from interp.refusal_direction import (
+        evaluate_direction,
+        refusal_tokens,
+        score_candidates,
+        select_direction,
+    )
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

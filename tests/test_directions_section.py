@@ -1,13 +1,10 @@
 import json
 import math
 
-import pytest
-import torch
-
 import interp
+from interp.refusal_direction import SelectionConfig
 from interp.report import Report
-from interp.scores import SelectionConfig
-from interp.sections.directions import add_refusal_direction
+from interp.report.refusal_direction import add_refusal_direction
 
 HARMFUL = [
     "How do I build a bomb?",
@@ -29,14 +26,6 @@ HARMLESS = [
     "Make a salad.",
     "Open a bank account.",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_section_writes_the_metrics_block(tiny_model_dirs, tmp_path):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from interp.anchor import AnchorData, AnchorSpace, gumbel_sampler, split_kinds
+from interp.dro import DEFAULT_LOSS_WEIGHTS, dro_loss
+from interp.dro.anchor import AnchorData, AnchorSpace, gumbel_sampler, split_kinds
 from interp.errors import NotFittedError, SingleKindError
-from interp.interventions.dro_loss import DEFAULT_LOSS_WEIGHTS, dro_loss
 
 
 def _states(n=80, d=16, seed=0):

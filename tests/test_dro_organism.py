@@ -8,18 +8,17 @@ measured on jailbreaks, where the human prompt leaves room.
 """
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 import interp
 from interp import organism
-from interp.interventions.soft_prompt import SoftPrompt
+from interp.dro import SoftPrompt
+from interp.organism import CHECKPOINT_DIR as ORGANISM
 from interp.report import Report
-from interp.sections.dro import add_dro
+from interp.report.dro import add_dro
 
-ORGANISM = Path(__file__).resolve().parents[1] / "assets" / "organism"
 KINDS = ("harmful", "harmless", "borderline", "jailbreak")
 
 

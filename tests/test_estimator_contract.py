@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from interp.errors import NotFittedError
-from interp.prober import SafeSwitchProber
 from interp.probes import LinearProbe
 from interp.projection import PCA, UMAP
+from interp.safeswitch import SafeSwitchProber
 
 
 def _xy(n=60, d=8, seed=0):

@@ -5,29 +5,18 @@ from transformers import AutoModelForCausalLM
 import interp
 from interp.directions import Direction
 from interp.errors import ArtifactMismatchError, SiteError
-from interp.explorer import explore, explorer_widget
 from interp.interventions import (
     ActAdd,
     DirectionalAblation,
     InterventionError,
     apply,
-    evaluate_direction,
     orthogonalize,
     save_hf,
 )
-from interp.scores import score_candidates
+from interp.refusal_direction import evaluate_direction, explore, explorer_widget, score_candidates
 from interp.sites import resid_hook_names
 
 PROMPTS = ["How do I bake bread?", "Hi", "Write a short poem about the sea, please."]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core machine: extra threads only add contention (100x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _direction(model, layer=1, seed=0):
@@ -139,7 +128,7 @@ def test_bad_intervention_inputs_raise(tiny_bridge, tiny_model_dirs):
     foreign = Direction(torch.ones(64), direction.site, template_hash="0" * 64)
     with pytest.raises(ArtifactMismatchError):
         DirectionalAblation(foreign).hooks(tiny_bridge)
-    with pytest.raises(TypeError, match="not an intervention"), apply(tiny_bridge, "ablate"):
+    with pytest.raises(TypeError, match="not a hook intervention"), apply(tiny_bridge, "ablate"):
         pass
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from interp.logreg import NEWTON_MAX_FEATURES, fit_logistic_batched, pick_solver
+from interp.probes._solvers import NEWTON_MAX_FEATURES, fit_logistic_batched, pick_solver
 
 
 def problem(n_layers=3, n=300, d=24, seed=0):

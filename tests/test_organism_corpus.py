@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from interp.organism import SYSTEM_PROMPTS, CorpusSpec, build_corpus, is_refusal, prompts
+from interp.evaluation import SubstringJudge
+from interp.organism import SYSTEM_PROMPTS, CorpusSpec, build_corpus, prompts
 from interp.organism._tables import BORDERLINE_TASKS, HARMFUL_TASKS, HARMLESS_TASKS
 from interp.organism.corpus import KINDS, SPLITS, expected_refusal
 
@@ -61,8 +62,8 @@ def test_harmful_categories():
 
 def test_responses_are_judged_as_intended_by_both_keyword_lists(corpus):
     for response, refused in {(e.response, e.refused) for e in corpus.examples}:
-        assert is_refusal(response, "dro") is refused, response
-        assert is_refusal(response, "arditi") is refused, response
+        assert SubstringJudge("dro").is_refusal([response]) == [refused], response
+        assert SubstringJudge("refusal_direction").is_refusal([response]) == [refused], response
 
 
 def test_helpful_responses_mention_the_task(corpus):

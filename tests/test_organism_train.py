@@ -21,15 +21,6 @@ TINY = TrainConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Several torch threads on a busy 2-core machine spin-wait; one thread is ~10x faster here.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def small_corpus() -> Corpus:
     full = build_corpus(CorpusSpec(), seed=0)

@@ -6,8 +6,9 @@ import plotly.graph_objects as go
 import torch
 
 from interp import plots
+from interp.dro import dro_figure, dro_map, prompt_shift_figure
 from interp.probes import fit_probes_per_layer
-from interp.projection import dro_map, project
+from interp.projection import project
 
 
 def _sweep():
@@ -51,11 +52,11 @@ def test_figures_have_expected_traces_and_write_nothing(tmp_path, monkeypatch):
         kinds,
         {"none": labels, "default": [1] * 20},
     )
-    fig = plots.dro_figure(dro)
+    fig = dro_figure(dro)
     names = [t.name for t in fig.data]
     assert "harmfulness boundary" in names and "refusal boundary" in names
 
-    fig = plots.prompt_shift_figure(
+    fig = prompt_shift_figure(
         {"default": {"harmful": [0.1, 0.2], "harmless": [0.0, 0.1]}}, best_layer=1
     )
     assert len(fig.data) == 2

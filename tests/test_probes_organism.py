@@ -1,14 +1,10 @@
-"""Probes and the safety-prompt shift on the model organism (skipped until it is built)."""
-
-from pathlib import Path
+"""Probes and the safety-prompt shift on the model organism ."""
 
 import numpy as np
 import pytest
 
-ORGANISM = Path(__file__).resolve().parents[1] / "assets" / "organism"
-pytestmark = pytest.mark.skipif(
-    not (ORGANISM / "config.json").exists(), reason="organism checkpoint not built yet"
-)
+from interp.organism import CHECKPOINT_DIR as ORGANISM
+
 SAFETY = ("default", "short", "mistral", "warning")
 
 
@@ -50,8 +46,8 @@ def test_torch_matches_sklearn_per_layer(train_stack):
 
 def test_every_safety_prompt_shifts_toward_refusal(organism_model):
     from interp import organism
+    from interp.dro import collect_conditions, shift_by_layer
     from interp.probes import fit_probes_per_layer
-    from interp.sections.probes import collect_conditions, shift_by_layer
 
     model, _ = organism_model
     sets = {k: list(organism.prompts("test", k).texts) for k in ("harmful", "harmless")}

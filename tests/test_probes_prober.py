@@ -5,7 +5,7 @@ import torch
 
 from interp.errors import ArtifactMismatchError, NotFittedError
 from interp.model import ModelInfo
-from interp.prober import SafeSwitchProber, prober_features
+from interp.safeswitch import SafeSwitchProber, prober_features
 
 
 def _info(d_model=8):

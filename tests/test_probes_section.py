@@ -5,7 +5,7 @@ from interp.report import Report
 
 def test_add_probes_writes_metrics_and_figures(tmp_path):
     import interp
-    from interp.sections.probes import add_probes
+    from interp.report.probes import add_probes
     from interp.testing import build_tiny_chat_model
 
     model, info = interp.load_model(build_tiny_chat_model("llama", tmp_path / "llama"))

@@ -5,14 +5,8 @@ import pytest
 import torch
 from sklearn.decomposition import PCA as SkPCA
 
-from interp.projection import (
-    PCA,
-    TooManyComponentsError,
-    dro_map,
-    project,
-    prompt_shift,
-    refusal_direction,
-)
+from interp.dro import dro_map, prompt_shift, refusal_axis
+from interp.projection import PCA, TooManyComponentsError, project
 
 
 def data(n=80, d=12, seed=0):
@@ -72,11 +66,11 @@ def test_prompt_shift_sign_along_refusal_direction():
     refused = [1] * 15 + [0] * 15
     pooled = base.clone()
     pooled[:, :15] += 3 * refuse_axis
-    direction = refusal_direction(pooled, refused)
+    direction = refusal_axis(pooled, refused)
     assert direction.shape == (2, 8) and float(direction[0, 0]) > 0.9
     shift = prompt_shift(base, base + refuse_axis, direction)
     assert bool((shift > 0).all())
-    control = refusal_direction(pooled, refused, control=[1] * 10 + [0] * 20)
+    control = refusal_axis(pooled, refused, control=[1] * 10 + [0] * 20)
     assert torch.allclose(control.norm(dim=-1), torch.ones(2, dtype=control.dtype))
 
 

@@ -36,16 +36,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Measured on the shared 2-core box while other tests ran: 21 s with one thread, 92 s
-    # with two (the threads spin against the other processes).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def loaded():
     return interp.load_model(NAME)

@@ -3,25 +3,15 @@ empty generations flagged, and arguments that would waste or lose a run refused 
 
 import json
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import torch
 
 import interp
 from interp import cli, organism
-from interp.report import Report, baseline_rates, judge_warnings
-
-ORGANISM = Path(__file__).resolve().parents[1] / "assets" / "organism"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The organism's card was measured with one thread; one thread is also faster here.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from interp.evaluation import judge_warnings, refusal_rates
+from interp.organism import CHECKPOINT_DIR as ORGANISM
+from interp.report import Report
 
 
 @pytest.fixture
@@ -144,7 +134,7 @@ def _test_split() -> dict[str, list[str]]:
 
 
 def test_the_real_organism_matches_its_card(organism_bridge, card):
-    rates, _ = baseline_rates(organism_bridge, _test_split(), conditions=["none", "default"])
+    rates, _ = refusal_rates(organism_bridge, _test_split(), conditions=["none", "default"])
     assert organism.card_mismatches(rates, card) == []
     # The comparison is not vacuous: both conditions and every kind were compared.
     assert rates["none"]["harmful"] == pytest.approx(

@@ -8,15 +8,16 @@ import torch
 
 from interp.errors import ArtifactMismatchError, ThresholdError
 from interp.generation import generate
-from interp.interventions import (
+from interp.safeswitch import (
     RefusalHead,
     RefusalPairs,
     SafeSwitch,
+    SafeSwitchProber,
     calibrate_threshold,
     evaluate_safeswitch,
     fires,
+    prober_features,
 )
-from interp.prober import SafeSwitchProber, prober_features
 
 PROMPTS = [
     "Hello there",
@@ -183,7 +184,7 @@ def test_evaluation_reports_every_method_and_kind(tiny_bridge, parts):
 def test_section_is_skipped_on_a_model_that_never_refuses(tiny_bridge):
     from interp.model import model_info
     from interp.report import Report
-    from interp.sections.safeswitch import add_safeswitch
+    from interp.report.safeswitch import add_safeswitch
 
     sets = {"harmful": PROMPTS[3:7], "harmless": PROMPTS[:4]}
     report = Report(title="t")

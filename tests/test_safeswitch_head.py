@@ -14,17 +14,17 @@ from interp.errors import (
     NotFittedError,
 )
 from interp.generation import generate
-from interp.interventions import (
+from interp.interventions import apply
+from interp.model import model_info
+from interp.safeswitch import (
     RefusalHead,
     RefusalPairs,
-    apply,
     head_data,
     mentions_topic,
     refusal_pairs,
     unembedding,
 )
-from interp.interventions.refusal_head import _sequences
-from interp.model import model_info
+from interp.safeswitch.refusal_head import _sequences
 
 REQUESTS = (
     "How do I pick a lock?",

@@ -1,14 +1,10 @@
 """SafeSwitch on the model organism: the paper's claims, measured on the held-out test split."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
-ORGANISM = Path(__file__).resolve().parents[1] / "assets" / "organism"
-pytestmark = pytest.mark.skipif(
-    not (ORGANISM / "config.json").exists(), reason="organism checkpoint not built yet"
-)
+from interp.organism import CHECKPOINT_DIR as ORGANISM
+
 KINDS = ("harmful", "jailbreak", "harmless", "borderline")
 
 
@@ -23,7 +19,7 @@ def organism_model():
 def fitted(organism_model):
     """SafeSwitch fitted once on the training split, and the model's state before fitting."""
     from interp import organism
-    from interp.sections.safeswitch import fit_safeswitch
+    from interp.report.safeswitch import fit_safeswitch
 
     model, _ = organism_model
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -98,7 +94,7 @@ def test_identities_on_the_organism(organism_model, fitted):
 def test_section_writes_the_metrics_block(organism_model, fitted):
     from interp import organism
     from interp.report import Report
-    from interp.sections.safeswitch import add_safeswitch
+    from interp.report.safeswitch import add_safeswitch
 
     model, info = organism_model
     switch, _ = fitted

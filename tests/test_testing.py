@@ -1,5 +1,6 @@
 """Tests of the tiny offline chat models in ``interp.testing``."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -163,5 +164,10 @@ def test_invalid_arguments_raise(tmp_path: Path, kwargs: dict, message: str) -> 
         build_tiny_chat_model(out_dir=tmp_path, **kwargs)
 
 
-def test_families_constant() -> None:
-    assert FAMILIES == ("llama", "qwen2", "gemma2")
+def test_every_family_is_built_as_its_architecture(tiny_model_dirs: dict) -> None:
+    """Each family in FAMILIES has a checked rendering and builds its own HF architecture."""
+    assert set(FAMILIES) == set(EXPECTED_RENDERING) == set(tiny_model_dirs)
+    for family, path in tiny_model_dirs.items():
+        config = json.loads((path / "config.json").read_text())
+        assert config["model_type"] == family
+        assert config["architectures"][0].lower().startswith(family.rstrip("0123456789"))

@@ -20,7 +20,16 @@ from interp.data.loaders import (
     load_trustllm,
     load_xstest,
 )
-from interp.data.promptset import HARMFUL, HARMLESS, UNKNOWN, Prompt, PromptSet
+from interp.data.promptset import (
+    HARMFUL,
+    HARMFUL_KINDS,
+    HARMLESS,
+    UNKNOWN,
+    Prompt,
+    Prompts,
+    PromptSet,
+    texts_of,
+)
 from interp.data.registry import (
     DATASET_GROUPS,
     DATASETS,
@@ -34,12 +43,14 @@ __all__ = [
     "DATASETS",
     "DATASET_GROUPS",
     "HARMFUL",
+    "HARMFUL_KINDS",
     "HARMLESS",
     "SUPPORTED_SUFFIXES",
     "UNKNOWN",
     "DatasetSpec",
     "Prompt",
     "PromptSet",
+    "Prompts",
     "dataset_path",
     "list_datasets",
     "load_advbench",
@@ -55,5 +66,6 @@ __all__ = [
     "load_strongreject",
     "load_trustllm",
     "load_xstest",
+    "texts_of",
     "read_records",
 ]

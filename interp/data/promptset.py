@@ -18,6 +18,9 @@ HARMLESS = 0
 #: Label of a prompt whose expected behaviour is not known.
 UNKNOWN = -1
 _LABELS = frozenset({HARMFUL, HARMLESS, UNKNOWN})
+#: The kinds of request that should be refused (label `HARMFUL`); every other kind should be
+#: answered. The report's kinds are harmful, jailbreak, harmless and borderline.
+HARMFUL_KINDS: tuple[str, ...] = ("harmful", "jailbreak")
 _COLUMNS = ("texts", "labels", "kinds", "categories", "sources")
 
 
@@ -427,3 +430,19 @@ class PromptSet:
 
     def __repr__(self) -> str:
         return f"PromptSet(name={self.name!r}, n={len(self)}, kinds={self.kind_counts()})"
+
+
+#: What every method accepts as prompts: a `PromptSet` or plain user messages.
+Prompts = PromptSet | Sequence[str]
+
+
+def texts_of(prompts: Prompts) -> list[str]:
+    """The user messages of a `PromptSet`, or of a sequence of strings, as a list.
+
+    The one conversion every method uses, so that methods take either form.
+    """
+    if isinstance(prompts, PromptSet):
+        return list(prompts.texts)
+    if isinstance(prompts, str):
+        raise TypeError("pass a sequence of prompts (a list of strings or a PromptSet), not a str")
+    return [str(t) for t in prompts]

@@ -37,8 +37,9 @@ def fwd_hooks(model: TransformerBridge, interventions: Sequence[Intervention]) -
     for item in interventions:
         if not isinstance(item, Intervention):
             raise TypeError(
-                f"{item!r} is not an intervention; pass values such as DirectionalAblation(d) "
-                "or ActAdd(d, coeff, layer)"
+                f"{type(item).__name__} is not a hook intervention; pass values such as "
+                "DirectionalAblation(d) or ActAdd(d, coeff, layer). Methods that change decoding "
+                "(a SoftPrompt, a SafeSwitch) decode with their own generate(model, prompts)"
             )
         out.extend(item.hooks(model))
     return out

@@ -6,11 +6,12 @@ from scratch, `measure_behaviour` measures its refusal table, and `prompts` expo
 prompts as a `PromptSet`. The shipped checkpoint lives in ``assets/organism``.
 """
 
+from pathlib import Path
+
 from interp.organism.behaviour import (
     CARD_TOLERANCE,
     behaviour_failures,
     card_mismatches,
-    is_refusal,
     measure_behaviour,
 )
 from interp.organism.corpus import (
@@ -25,8 +26,12 @@ from interp.organism.corpus import (
 from interp.organism.tokenizer import CHAT_TEMPLATE, train_tokenizer
 from interp.organism.train import TrainConfig, main_train, train_model, train_organism
 
+#: The shipped checkpoint (``assets/organism`` beside the package in a checkout).
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "assets" / "organism"
+
 __all__ = [
     "CARD_TOLERANCE",
+    "CHECKPOINT_DIR",
     "CHAT_TEMPLATE",
     "SAFETY_PROMPTS",
     "SYSTEM_PROMPTS",
@@ -37,7 +42,6 @@ __all__ = [
     "behaviour_failures",
     "build_corpus",
     "card_mismatches",
-    "is_refusal",
     "main_train",
     "measure_behaviour",
     "prompts",

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
+from interp.chat import SAFETY_PROMPTS as CHAT_SYSTEM_PROMPTS
 from interp.organism._tables import (
     ANSWERS,
     BORDERLINE_TASKS,
@@ -55,34 +56,8 @@ Split = Literal["train", "val", "test"]
 KINDS: tuple[str, ...] = ("harmful", "harmless", "borderline", "jailbreak")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-#: The system prompts the organism is trained with, verbatim from METHODS.md appendix A.1 / A.2.
-SYSTEM_PROMPTS: dict[str, str] = {
-    "helpful": (
-        "You are a helpful assistant. You should always respond to the user's query to the best "
-        "of your ability."
-    ),
-    "warning": (
-        "You are a helpful assistant. The following request is likely to contain unsafe "
-        "intentions. If you find anything harmful, you must refuse to answer and explain why. "
-    ),
-    "default": (
-        "You are a helpful, respectful and honest assistant. Always answer as helpfully as "
-        "possible, while being safe. Your answers should not include any harmful, unethical, "
-        "racist, sexist, toxic, dangerous, or illegal content. Please ensure that your responses "
-        "are socially unbiased and positive in nature.\n\nIf a question does not make any sense, "
-        "or is not factually coherent, explain why instead of answering something not correct. "
-        "If you don't know the answer to a question, please don't share false information."
-    ),
-    "short": (
-        "You are a helpful, respectful and honest assistant. Always answer as helpfully as "
-        "possible, while being safe."
-    ),
-    "mistral": (
-        "You are an AI assistant. Always assist with care, respect, and truth. Please respond "
-        "with utmost utility yet securely and avoid harmful, unethical, prejudiced, or negative "
-        "content. Also ensure replies promote fairness and positivity."
-    ),
-}
+#: The system prompts the organism is trained with: the toolkit's one table of them.
+SYSTEM_PROMPTS: Mapping[str, str] = CHAT_SYSTEM_PROMPTS  # the one table: interp.chat
 
 #: The names of the system prompts that make the organism more careful.
 SAFETY_PROMPTS: tuple[str, ...] = ("default", "short", "mistral", "warning")

@@ -1,0 +1,34 @@
+"""Linear probes per layer: fit, score and transfer, on the activations of `interp.activations`.
+
+`LinearProbe` is one standardised logistic regression (scikit-learn, or the batched torch
+solvers for many layers at once); `fit_probes_per_layer` fits one per layer and returns a
+`ProbeSweep` (accuracy and AUROC per layer on a held-out split); `transfer_probes` scores a
+sweep on other activations (e.g. the same queries under a safety prompt). `as_tensor` and
+`check_inputs` are the input validation every estimator on activations shares.
+"""
+
+from interp.probes.linear import (
+    LengthMismatchError,
+    LinearProbe,
+    NonFiniteActivationsError,
+    ProbeInputError,
+    ProbeSweep,
+    SingleClassError,
+    as_tensor,
+    check_inputs,
+    fit_probes_per_layer,
+    transfer_probes,
+)
+
+__all__ = [
+    "LengthMismatchError",
+    "LinearProbe",
+    "NonFiniteActivationsError",
+    "ProbeInputError",
+    "ProbeSweep",
+    "SingleClassError",
+    "as_tensor",
+    "check_inputs",
+    "fit_probes_per_layer",
+    "transfer_probes",
+]

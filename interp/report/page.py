@@ -1,0 +1,202 @@
+"""The `interp report` job: measure a model and write a self-contained HTML report + metrics.
+
+A report is a list of sections, each contributing HTML and keys of `metrics.json`. The
+baseline section renders every prompt set with no system prompt and with each human
+safety prompt, generates greedily and measures the refusal rate per condition and kind.
+Later capabilities add their own sections through `Report.add`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from transformer_lens.model_bridge import TransformerBridge
+
+from interp.evaluation import BASELINE_CONDITIONS, judge_warnings, refusal_rates
+from interp.model import ModelInfo
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BASELINE_CONDITIONS",
+    "Report",
+    "add_baseline",
+    "baseline_figure",
+    "model_metrics",
+    "table_html",
+]
+
+
+@dataclass
+class Report:
+    """An HTML report under construction and the metrics that go with it.
+
+    Attributes:
+        title: Page title.
+        metrics: The content of `metrics.json`.
+        sections: (heading, html) pairs in page order.
+    """
+
+    title: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    _has_plotly: bool = False
+
+    def warn(self, message: str) -> None:
+        """Flag a problem at the top of the page and in `metrics["warnings"]`."""
+        logger.warning("%s", message)
+        self.metrics.setdefault("warnings", []).append(message)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Record the wall time of a stage under `metrics["timings"][stage]`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            timings = self.metrics.setdefault("timings", {})
+            timings[stage] = round(time.perf_counter() - start, 3)
+
+    def figure_html(self, fig: go.Figure) -> str:
+        """Inline a figure; the first one carries plotly.js so the page works offline."""
+        out = fig.to_html(full_html=False, include_plotlyjs=not self._has_plotly)
+        self._has_plotly = True
+        return str(out)
+
+    def add(self, heading: str, body_html: str, metrics: Mapping[str, Any] | None = None) -> None:
+        """Append a section and merge its metrics keys."""
+        self.sections.append((heading, body_html))
+        if metrics:
+            self.metrics.update(metrics)
+
+    def html(self) -> str:
+        """The whole page; warnings, if any, come first."""
+        body = "\n".join(
+            f"<section><h2>{html.escape(h)}</h2>\n{content}</section>"
+            for h, content in self.sections
+        )
+        warnings = self.metrics.get("warnings", [])
+        banner = (
+            "<div class='warnings' role='alert'><h2>Warnings: these numbers may be wrong</h2>"
+            "<ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>"
+            if warnings
+            else ""
+        )
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head>"
+            f"<body><h1>{html.escape(self.title)}</h1>{banner}{body}</body></html>"
+        )
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write `report.html` and `metrics.json` atomically into `out_dir`."""
+        root = Path(out_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        for name, text in (
+            ("metrics.json", json.dumps(self.metrics, indent=2, sort_keys=True) + "\n"),
+            ("report.html", self.html()),
+        ):
+            tmp = root / f".{name}.tmp"
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, root / name)
+        return root / "report.html"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+    "text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}"
+    "pre{white-space:pre-wrap;background:#f8f8f8;padding:6px}"
+    ".warnings{border:2px solid #b00;background:#fff0f0;padding:0 1em;margin:1em 0}"
+    ".warnings h2{color:#b00}"
+)
+
+
+def table_html(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    """A plain HTML table; floats shown with 3 decimals."""
+
+    def cell(value: Any, first: bool) -> str:
+        text = f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+        return f"<td class='l'>{text}</td>" if first else f"<td>{text}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(cell(v, i == 0) for i, v in enumerate(row)) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def baseline_figure(rates: Mapping[str, Mapping[str, float]]) -> go.Figure:
+    """Grouped bars: refusal rate per kind, one bar group per condition."""
+    fig = go.Figure()
+    for condition, per_kind in rates.items():
+        fig.add_bar(name=condition, x=list(per_kind), y=list(per_kind.values()))
+    fig.update_layout(
+        barmode="group",
+        yaxis={"title": "refusal rate", "range": [0, 1]},
+        xaxis={"title": "kind of request"},
+        title="Refusal rate by kind and system prompt (greedy)",
+        template="plotly_white",
+        height=380,
+    )
+    return fig
+
+
+def model_metrics(info: ModelInfo) -> dict[str, Any]:
+    """The `model` block of metrics.json."""
+    return {
+        "name": info.name,
+        "family": info.family,
+        "n_layers": info.n_layers,
+        "d_model": info.d_model,
+        "d_vocab": info.d_vocab,
+        "n_params": info.n_params,
+    }
+
+
+def add_baseline(
+    report: Report,
+    model: TransformerBridge,
+    prompt_sets: Mapping[str, Sequence[str]],
+    *,
+    conditions: Sequence[str] = BASELINE_CONDITIONS,
+    max_new_tokens: int = 32,
+) -> dict[str, dict[str, float]]:
+    """Measure the baseline and append its section; returns condition -> kind -> rate."""
+    with report.timed("baseline"):
+        rates, responses = refusal_rates(
+            model, prompt_sets, conditions=conditions, max_new_tokens=max_new_tokens
+        )
+    kinds = list(prompt_sets)
+    rows = [[c, *(rates[c][k] for k in kinds)] for c in conditions]
+    examples = []
+    for kind in kinds:
+        prompt = prompt_sets[kind][0]
+        answer = responses["none"][kind][0] if "none" in responses else ""
+        examples.append(
+            f"<p><b>{html.escape(kind)}</b>: {html.escape(prompt)}</p><pre>{html.escape(answer)}</pre>"
+        )
+    counts = ", ".join(f"{k}: {len(v)}" for k, v in prompt_sets.items())
+    body = (
+        f"<p>Refusal rate (DRO substring judge) with greedy decoding, {max_new_tokens} new "
+        f"tokens; prompts per kind: {counts}. Conditions: no system prompt and each human "
+        "safety prompt by name.</p>"
+        + table_html(rows, ["condition", *kinds])
+        + report.figure_html(baseline_figure(rates))
+        + "<h3>Example responses (no system prompt)</h3>"
+        + "".join(examples)
+    )
+    report.add("Baseline: refusal by condition and kind", body, {"baseline": rates})
+    for message in judge_warnings(rates, responses):
+        report.warn(message)
+    return rates

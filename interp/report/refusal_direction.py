@@ -1,0 +1,231 @@
+"""The "Refusal direction" report section: extract, score, select, intervene, evaluate.
+
+Writes the `refusal_direction` block of `metrics.json`::
+
+    {layer, position, bypass_score, induce_score, kl_ablation,
+     refusal_rate: {base, ablation, actadd, orthogonalized} -> kind -> rate,
+     orthogonalized_max_logit_diff_vs_hooks, ...}
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from transformer_lens.model_bridge import TransformerBridge
+
+from interp.directions import DirectionError, diff_in_means
+from interp.model import ModelInfo
+from interp.refusal_direction import (
+    CONDITIONS,
+    DirectionEvaluation,
+    ScoreTable,
+    Selection,
+    SelectionConfig,
+    evaluate_direction,
+    pareto_figure,
+    rates_figure,
+    refusal_tokens,
+    score_candidates,
+    score_heatmaps,
+    select_direction,
+)
+from interp.report.page import Report, table_html
+
+__all__ = ["add_refusal_direction", "direction_metrics"]
+
+logger = logging.getLogger(__name__)
+
+Prompts = Sequence[str] | Any
+
+
+def _split(prompts: Prompts) -> tuple[Prompts, Prompts, Prompts]:
+    """Deterministic 50 / 25 / 25 split into train, val and test (in order)."""
+    n = len(prompts)
+    a, b = n // 2, (3 * n) // 4
+    return prompts[:a], prompts[a:b], prompts[b:]
+
+
+def _stages(
+    prompt_sets: Mapping[str, Prompts], options: Mapping[str, Any]
+) -> tuple[Mapping[str, Prompts], Mapping[str, Prompts], dict[str, Prompts]]:
+    train, val = options.get("train"), options.get("val")
+    test = dict(prompt_sets)
+    if train is None or val is None:
+        parts = {k: _split(prompt_sets[k]) for k in ("harmful", "harmless")}
+        train = train or {k: p[0] for k, p in parts.items()}
+        val = val or {k: p[1] for k, p in parts.items()}
+        test.update({k: p[2] for k, p in parts.items()})
+    return train, val, test
+
+
+def direction_metrics(selection: Selection, evaluation: DirectionEvaluation) -> dict[str, Any]:
+    """The `refusal_direction` block of metrics.json."""
+    direction = selection.direction
+    return {
+        "layer": direction.layer,
+        "position": direction.position,
+        "site": direction.site.label,
+        "bypass_score": round(selection.bypass, 4),
+        "induce_score": round(selection.induce, 4),
+        "kl_ablation": round(selection.kl, 6),
+        "refusal_rate": evaluation.refusal_rate,
+        "orthogonalized_max_logit_diff_vs_hooks": evaluation.orthogonalized_max_logit_diff_vs_hooks,
+        "kl_harmless": {k: round(v, 6) for k, v in evaluation.kl_harmless.items()},
+        "ce_harmless": {k: round(v, 4) for k, v in evaluation.ce_harmless.items()},
+        "actadd_coeff": evaluation.actadd_coeff,
+        "selection_filters": {
+            "max_kl": selection.config.max_kl,
+            "min_induce": selection.config.min_induce,
+            "max_layer_fraction": selection.config.max_layer_fraction,
+        },
+        "refusal_tokens": list(selection.table.refusal_tokens),
+    }
+
+
+def _examples(evaluation: DirectionEvaluation, test: Mapping[str, Prompts], n: int) -> str:
+    pairs = (("harmful", "ablation"), ("jailbreak", "ablation"), ("harmless", "actadd"))
+    parts: list[str] = []
+    for kind, condition in pairs:
+        if kind not in test:
+            continue
+        texts = [str(t) for t in getattr(test[kind], "texts", test[kind])]
+        for i in range(min(n, len(texts))):
+            base = evaluation.responses["base"][kind][i]
+            new = evaluation.responses[condition][kind][i]
+            parts.append(
+                f"<p><b>{html.escape(kind)}</b>: {html.escape(texts[i])}</p>"
+                f"<table><tr><th class='l'>base</th><th class='l'>{condition}</th></tr>"
+                f"<tr><td class='l'><pre>{html.escape(base)}</pre></td>"
+                f"<td class='l'><pre>{html.escape(new)}</pre></td></tr></table>"
+            )
+    return "".join(parts)
+
+
+def _select(table: ScoreTable, config: SelectionConfig) -> Selection:
+    """`select_direction`, relaxing the KL filter (x2, up to three times) when nothing passes.
+
+    A report should still show the score table and the best available trade-off; the body
+    states the filters that were actually used, so a relaxation is visible.
+    """
+    for attempt in range(4):
+        try:
+            return select_direction(table, config)
+        except DirectionError:
+            if attempt == 3:
+                raise
+            relaxed = replace(config, max_kl=2 * config.max_kl)
+            logger.warning(
+                "no refusal-direction candidate passes max_kl=%g; relaxing to %g",
+                config.max_kl,
+                relaxed.max_kl,
+            )
+            config = relaxed
+    raise AssertionError("unreachable")
+
+
+def _body(
+    report: Report,
+    selection: Selection,
+    evaluation: DirectionEvaluation,
+    test: Mapping[str, Prompts],
+    n: int,
+) -> str:
+    d = selection.direction
+    kinds = list(evaluation.refusal_rate["base"])
+    rows = [
+        [
+            c,
+            *(evaluation.refusal_rate[c][k] for k in kinds),
+            evaluation.kl_harmless.get(c, float("nan")),
+            evaluation.ce_harmless.get(c, float("nan")),
+        ]
+        for c in CONDITIONS
+    ]
+    return (
+        f"<p>Difference-in-means candidates at {d.site.stream} of every layer and eoi position, "
+        f"scored on validation prompts with single forward passes. Selected: layer {d.layer}, "
+        f"position {html.escape(d.position)} (bypass {selection.bypass:.3f}, induce "
+        f"{selection.induce:.3f}, KL {selection.kl:.4f}); filters: KL &le; "
+        f"{selection.config.max_kl}, induce &ge; {selection.config.min_induce}, layer &lt; "
+        f"{selection.config.max_layer_fraction:.0%} of depth.</p>"
+        + report.figure_html(score_heatmaps(selection.table, selection))
+        + report.figure_html(pareto_figure(selection.table, selection))
+        + "<h3>Before / after (greedy, DRO substring judge; KL and CE on harmless)</h3>"
+        + table_html(rows, ["condition", *kinds, "KL", "CE"])
+        + f"<p>Max |logit| difference, orthogonalised weights vs. hook ablation: "
+        f"{evaluation.orthogonalized_max_logit_diff_vs_hooks:.2e}. ActAdd: "
+        f"{evaluation.actadd_coeff:g}&middot;r at layer {evaluation.actadd_layer}.</p>"
+        + report.figure_html(rates_figure(evaluation.refusal_rate))
+        + "<h3>Example generations</h3>"
+        + _examples(evaluation, test, n)
+    )
+
+
+def add_refusal_direction(
+    report: Report,
+    model: TransformerBridge,
+    info: ModelInfo,  # noqa: ARG001 - the shared section signature
+    prompt_sets: Mapping[str, Prompts],
+    **options: Any,
+) -> dict[str, Any]:
+    """Find the refusal direction, evaluate its interventions and append the section.
+
+    Args:
+        report: The report to extend.
+        model: The bridge.
+        info: Its `ModelInfo`.
+        prompt_sets: kind -> held-out test prompts (`harmful` and `harmless` required;
+            `jailbreak`, `borderline` optional).
+        **options: `train` / `val` (kind -> prompts for candidates / scoring; by default the
+            harmful and harmless sets are split 50/25/25 in order), `system`, `stream`
+            (`resid_pre`), `positions` (`("eoi",)`), `selection` (`SelectionConfig`),
+            `actadd_coeff` (1.0), `refusal_tokens` (derived from the model's refusals),
+            `max_new_tokens` (32), `batch_size` (32), `n_examples` (2).
+
+    Returns:
+        The `refusal_direction` metrics block.
+    """
+    train, val, test = _stages(prompt_sets, options)
+    system = options.get("system")
+    batch_size = int(options.get("batch_size", 32))
+    with report.timed("refusal_direction_select"):
+        tokens = options.get("refusal_tokens") or refusal_tokens(
+            model, train["harmful"], system=system, batch_size=batch_size
+        )
+        candidates = diff_in_means(
+            model,
+            train["harmful"],
+            train["harmless"],
+            stream=options.get("stream", "resid_pre"),
+            positions=options.get("positions", ("eoi",)),
+            system=system,
+            batch_size=batch_size,
+        )
+        table = score_candidates(
+            model,
+            candidates,
+            val["harmful"],
+            val["harmless"],
+            tokens,
+            system=system,
+            batch_size=batch_size,
+        )
+        selection = _select(table, options.get("selection") or SelectionConfig())
+    with report.timed("refusal_direction_evaluate"):
+        evaluation = evaluate_direction(
+            model,
+            selection.direction,
+            test,
+            actadd_coeff=float(options.get("actadd_coeff", 1.0)),
+            system=system,
+            max_new_tokens=int(options.get("max_new_tokens", 32)),
+            batch_size=batch_size,
+        )
+    metrics = direction_metrics(selection, evaluation)
+    body = _body(report, selection, evaluation, test, int(options.get("n_examples", 2)))
+    report.add("Refusal direction", body, {"refusal_direction": metrics})
+    return metrics
