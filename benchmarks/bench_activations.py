@@ -64,7 +64,8 @@ def _measure(model_dir: Path, tag: str, reps: int = 15) -> dict[str, dict]:
     from interp.sites import Site
 
     torch.set_num_threads(1)
-    model, info = interp.load_model(model_dir)
+    model = interp.load_model(model_dir)
+    info = interp.model_info(model)
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     batch = interp.encode(model, _prompts(32))
     sites = resolve_sites(model, ["resid_post"])
@@ -145,7 +146,7 @@ torch.set_num_threads(1)
 import interp
 sys.path.insert(0, {bench!r})
 from bench_activations import _prompts
-model, _ = interp.load_model({model!r})
+model = interp.load_model({model!r})
 n = int(sys.argv[1])
 interp.cache_activations(model, _prompts(n), sys.argv[2], ["resid_post", "ln_final"], ["last", "eoi"],
                          batch_size=32, shard_size=256, progress=False)

@@ -90,7 +90,8 @@ def _measure(model_dir: Path, tag: str, reps: int) -> dict[str, dict]:
     from interp.interventions import DirectionalAblation, orthogonalize
     from interp.sites import Site
 
-    model, info = interp.load_model(model_dir, device="cpu")
+    model = interp.load_model(model_dir, device="cpu")
+    info = interp.model_info(model)
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     # The bridge runs eager attention; HF defaults to SDPA. Both are reported.
     hf_eager = AutoModelForCausalLM.from_pretrained(

@@ -86,7 +86,7 @@ def run() -> dict[str, dict]:
         import interp
         from interp import organism
 
-        model, _ = interp.load_model(ORGANISM)
+        model = interp.load_model(ORGANISM)
         prompts = organism.prompts("train")
         acts = interp.collect_activations(model, prompts, ["resid_post"], progress=False)
         ratio, gap, _ = compare(acts.stack("resid_post"), torch.tensor(prompts.labels))

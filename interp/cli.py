@@ -250,7 +250,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     _writable_out_dir(args.out)
     report = Report(title=f"interp report: {args.model}")
     with report.timed("load_model"):
-        model, info = interp.load_model(args.model)
+        model = interp.load_model(args.model)
+        info = interp.model_info(model)
     report.metrics["model"] = model_metrics(info)
     report.metrics["run"] = {
         "threads": threads,
@@ -301,7 +302,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     """Run `interp cache`."""
     import interp
 
-    model, _ = interp.load_model(args.model)
+    model = interp.load_model(args.model)
     prompts = load_prompts(args.prompts, column=args.column, data_dir=args.data_dir)
     start = time.perf_counter()
     store = interp.cache_activations(

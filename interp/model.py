@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from interp import zoo
 from interp.errors import ModelLoadError, NoChatTemplateError
 
 logger = logging.getLogger(__name__)
+
+_INFO: weakref.WeakKeyDictionary[TransformerBridge, ModelInfo] = weakref.WeakKeyDictionary()
 
 __all__ = ["ModelInfo", "load_model", "model_info", "template_hash"]
 
@@ -136,7 +139,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     allow_base_model: bool = False,
     requires_grad: bool = False,
-) -> tuple[TransformerBridge, ModelInfo]:
+) -> TransformerBridge:
     """Load a chat model as a `TransformerBridge` with raw HF numerics.
 
     No weight processing (no LayerNorm folding, no centring) is applied, so activations
@@ -154,7 +157,8 @@ def load_model(
         requires_grad: Leave `requires_grad` on the parameters.
 
     Returns:
-        The bridge and its `ModelInfo`.
+        The bridge, as TransformerLens returns it; `model_info(bridge)` describes it (cached,
+        with `name_or_dir` as its name).
 
     Raises:
         ModelLoadError: The path does not exist or the architecture is not supported.
@@ -182,11 +186,23 @@ def load_model(
     bridge.eval()
     for param in bridge.parameters():
         param.requires_grad_(requires_grad)
-    return bridge, model_info(bridge, name=str(name_or_dir))
+    _INFO[bridge] = _describe(bridge, str(name_or_dir))
+    return bridge
 
 
-def model_info(bridge: TransformerBridge, *, name: str | None = None) -> ModelInfo:
-    """Describe a loaded bridge (layers, widths, template and BOS handling)."""
+def model_info(bridge: TransformerBridge) -> ModelInfo:
+    """Describe a loaded bridge (layers, widths, template and BOS handling); cached per bridge.
+
+    The name is what `load_model` was given (the config's model name for a bridge booted
+    elsewhere). Weight edits do not change any field; a new tokenizer needs a new bridge.
+    """
+    info = _INFO.get(bridge)
+    if info is None:
+        info = _INFO[bridge] = _describe(bridge, None)
+    return info
+
+
+def _describe(bridge: TransformerBridge, name: str | None) -> ModelInfo:
     cfg = bridge.cfg
     tokenizer = bridge.tokenizer
     has_template = bool(tokenizer.chat_template)

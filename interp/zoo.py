@@ -6,7 +6,8 @@ file in it and its sha256, and `fetch` turns it into an ordinary Hugging Face di
 (float32 safetensors, tokenizer, chat template) under ``<cache>/models/<name>``::
 
     path = interp.zoo.fetch("smollm2-135m-instruct")   # or: interp fetch smollm2-135m-instruct
-    model, info = interp.load_model("smollm2-135m-instruct")
+    model = interp.load_model("smollm2-135m-instruct")
+    info = interp.model_info(model)
 
 `interp.load_model` accepts a zoo name directly: `resolve` maps it to the fetched directory,
 or, when it has not been fetched, to the model's hub id, so that with hub access the same

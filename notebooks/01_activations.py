@@ -37,7 +37,8 @@ torch.set_num_threads(1)  # small models: one thread is fastest on a shared CPU
 ORGANISM = Path("../assets/organism")
 if not (ORGANISM / "config.json").exists():
     ORGANISM = Path("assets/organism")
-model, info = interp.load_model(ORGANISM, device="cpu")
+model = interp.load_model(ORGANISM, device="cpu")
+info = interp.model_info(model)
 info
 
 # %% [markdown]
@@ -82,7 +83,8 @@ batch.tokens.shape, batch.attention_mask.sum(1).tolist(), batch.last_index.tolis
 
 # %%
 workdir = Path(tempfile.mkdtemp())
-gemma, gemma_info = interp.load_model(build_tiny_chat_model("gemma2", workdir / "gemma2"))
+gemma = interp.load_model(build_tiny_chat_model("gemma2", workdir / "gemma2"))
+gemma_info = interp.model_info(gemma)
 print("system role:", gemma_info.has_system_role)
 print(interp.render(gemma, "Write a haiku.", system="short"))
 

@@ -46,7 +46,8 @@ torch.set_num_threads(1)  # small model: one thread is fastest on a shared CPU
 ORGANISM = Path("../assets/organism")
 if not (ORGANISM / "config.json").exists():
     ORGANISM = Path("assets/organism")
-model, info = interp.load_model(ORGANISM, device="cpu")
+model = interp.load_model(ORGANISM, device="cpu")
+info = interp.model_info(model)
 info.n_layers, info.d_model
 
 # %% [markdown]

@@ -47,7 +47,8 @@ torch.set_num_threads(1)  # small model: one thread is fastest on a shared CPU
 ORGANISM = Path("../assets/organism")
 if not (ORGANISM / "config.json").exists():
     ORGANISM = Path("assets/organism")
-model, info = interp.load_model(ORGANISM, device="cpu")
+model = interp.load_model(ORGANISM, device="cpu")
+info = interp.model_info(model)
 KINDS = ("harmful", "jailbreak", "harmless", "borderline")
 train = {k: prompts("train", k).sample(32, seed=0) for k in KINDS}
 

@@ -45,7 +45,8 @@ root = Path.cwd() if (Path.cwd() / "assets").exists() else Path.cwd().parent
 model_dir = root / "assets" / "organism"
 if not (model_dir / "config.json").exists():
     model_dir = build_tiny_chat_model("llama", Path(tempfile.mkdtemp()) / "tiny")
-model, info = interp.load_model(model_dir)
+model = interp.load_model(model_dir)
+info = interp.model_info(model)
 info.name, info.n_layers, info.d_model
 
 # %% [markdown]

@@ -17,7 +17,8 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    return interp.load_model(tiny_model_dir)
+    model = interp.load_model(tiny_model_dir)
+    return model, interp.model_info(model)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,8 @@ def test_equals_hf_hidden_states_every_layer(loaded, hf_model, system):
 def test_stream_identities(tiny_model_dirs, family):
     # Gemma 2 normalises each sublayer's output before adding it (post-norms), so there the
     # attention / MLP outputs do not sum to the residual; the identity is a Llama/Qwen fact.
-    model, info = interp.load_model(tiny_model_dirs[family])
+    model = interp.load_model(tiny_model_dirs[family])
+    info = interp.model_info(model)
     acts = interp.collect_activations(
         model,
         PROMPTS,

@@ -10,7 +10,8 @@ PROMPTS = ["How do I bake bread?", "Hi", "Write a short poem about the sea, plea
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    return interp.load_model(tiny_model_dir)
+    model = interp.load_model(tiny_model_dir)
+    return model, interp.model_info(model)
 
 
 def test_safety_prompts_are_verbatim():

@@ -87,8 +87,8 @@ def test_layer_out_of_range_raises(tiny_bridge):
 
 
 def test_save_load_roundtrip_and_mismatch(tiny_model_dirs, tmp_path):
-    llama, _ = interp.load_model(tiny_model_dirs["llama"])
-    qwen, _ = interp.load_model(tiny_model_dirs["qwen2"])
+    llama = interp.load_model(tiny_model_dirs["llama"])
+    qwen = interp.load_model(tiny_model_dirs["qwen2"])
     direction = diff_in_means(llama, HARMFUL, HARMLESS).direction(1, "eoi-1")
     meta_path = direction.save(tmp_path / "refusal")
     meta = json.loads(meta_path.read_text())

@@ -25,7 +25,7 @@ def result():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, _ = interp.load_model(ORGANISM, device="cpu")
+        model = interp.load_model(ORGANISM, device="cpu")
         tokens = refusal_tokens(model, prompts("train", "harmful"))
         cands = diff_in_means(model, prompts("train", "harmful"), prompts("train", "harmless"))
         table = score_candidates(

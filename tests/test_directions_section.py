@@ -29,7 +29,8 @@ HARMLESS = [
 
 
 def test_section_writes_the_metrics_block(tiny_model_dirs, tmp_path):
-    model, info = interp.load_model(tiny_model_dirs["llama"])
+    model = interp.load_model(tiny_model_dirs["llama"])
+    info = interp.model_info(model)
     report = Report("t")
     loose = SelectionConfig(max_kl=math.inf, min_induce=-math.inf, max_layer_fraction=1.0)
     metrics = add_refusal_direction(

@@ -24,7 +24,8 @@ KINDS = ("harmful", "harmless", "borderline", "jailbreak")
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    model, info = interp.load_model(ORGANISM)
+    model = interp.load_model(ORGANISM)
+    info = interp.model_info(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     report = Report(title="dro")
     test = {k: organism.prompts("test", k) for k in KINDS}

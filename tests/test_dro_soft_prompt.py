@@ -77,7 +77,7 @@ def test_soft_prompt_changes_only_positions_after_it(tiny_bridge):
 @pytest.fixture(scope="module")
 def trained(tiny_model_dirs):
     """A soft prompt trained on the tiny Llama, with the model's parameters before/after."""
-    model, _ = interp.load_model(tiny_model_dirs["llama"], requires_grad=True)
+    model = interp.load_model(tiny_model_dirs["llama"], requires_grad=True)
     anchor = _anchor(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     soft = SoftPrompt("short", epochs=2, batch_size=4, lr=1e-2, seed=3)
@@ -141,15 +141,15 @@ def test_save_and_load_round_trip(trained, tmp_path):
 def test_loading_for_another_model_is_refused(trained, tiny_model_dirs, tmp_path):
     _, _, soft, _ = trained
     soft.save(tmp_path / "soft")
-    qwen, _ = interp.load_model(tiny_model_dirs["qwen2"])
+    qwen = interp.load_model(tiny_model_dirs["qwen2"])
     with pytest.raises(ArtifactMismatchError, match="another chat template"):
         SoftPrompt.load(tmp_path / "soft", qwen)
     other_dir = build_tiny_chat_model("llama", tmp_path / "llama_seed1", seed=1)
-    other, _ = interp.load_model(other_dir)
+    other = interp.load_model(other_dir)
     with pytest.raises(ArtifactMismatchError, match="embeddings of the 'short' prompt differ"):
         SoftPrompt.load(tmp_path / "soft", other)
     wide_dir = build_tiny_chat_model("llama", tmp_path / "llama_wide", d_model=32, n_heads=2)
-    wide, _ = interp.load_model(wide_dir)
+    wide = interp.load_model(wide_dir)
     with pytest.raises(ArtifactMismatchError, match="d_model 64"):
         SoftPrompt.load(tmp_path / "soft", wide)
 

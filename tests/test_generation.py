@@ -16,7 +16,8 @@ PROMPTS = ["How do I bake bread?", "Hi", "Write a short poem about the sea, plea
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    return interp.load_model(tiny_model_dir)
+    model = interp.load_model(tiny_model_dir)
+    return model, interp.model_info(model)
 
 
 @pytest.mark.parametrize("path", ["native", "bridge"])

@@ -145,7 +145,7 @@ def test_generation_with_hooks_equals_generation_inside_apply(tiny_bridge):
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_orthogonalized_weights_equal_hook_ablation_and_export(tiny_model_dirs, family, tmp_path):
-    model, _ = interp.load_model(tiny_model_dirs[family])
+    model = interp.load_model(tiny_model_dirs[family])
     direction = _direction(model)
     batch = interp.encode(model, PROMPTS)
     real = batch.attention_mask.bool()
@@ -164,7 +164,7 @@ def test_orthogonalized_weights_equal_hook_ablation_and_export(tiny_model_dirs, 
 
 
 def test_gemma2_post_norms_break_the_equivalence(tiny_model_dirs):
-    model, _ = interp.load_model(tiny_model_dirs["gemma2"])
+    model = interp.load_model(tiny_model_dirs["gemma2"])
     torch.manual_seed(0)
     with torch.no_grad():
         for name, param in model.original_model.named_parameters():
@@ -208,7 +208,7 @@ def test_evaluate_direction_and_explorer(tiny_bridge):
 
 def test_explorer_widget_builds(tiny_model_dirs):
     ipywidgets = pytest.importorskip("ipywidgets")
-    model, _ = interp.load_model(tiny_model_dirs["llama"])
+    model = interp.load_model(tiny_model_dirs["llama"])
     cands = interp.directions.diff_in_means(model, PROMPTS, ["Hello", "Bye", "Tea?"])
     table = score_candidates(model, cands, PROMPTS, ["Hello", "Bye", "Tea?"], [5])
     box = explorer_widget(model, table, prompt="Hi")

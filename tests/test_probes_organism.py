@@ -12,7 +12,8 @@ SAFETY = ("default", "short", "mistral", "warning")
 def organism_model():
     import interp
 
-    return interp.load_model(ORGANISM)
+    model = interp.load_model(ORGANISM)
+    return model, interp.model_info(model)
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,8 @@ def test_prober_features_from_tiny_model(tmp_path):
     import interp
     from interp.testing import build_tiny_chat_model
 
-    model, info = interp.load_model(build_tiny_chat_model("llama", tmp_path / "llama"))
+    model = interp.load_model(build_tiny_chat_model("llama", tmp_path / "llama"))
+    info = interp.model_info(model)
     data = prober_features(
         model, ["Tell me a story.", "How do I bake bread?", "Hi"], n_decode=2, max_new_tokens=4
     )

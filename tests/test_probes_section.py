@@ -8,7 +8,8 @@ def test_add_probes_writes_metrics_and_figures(tmp_path):
     from interp.report.probes import add_probes
     from interp.testing import build_tiny_chat_model
 
-    model, info = interp.load_model(build_tiny_chat_model("llama", tmp_path / "llama"))
+    model = interp.load_model(build_tiny_chat_model("llama", tmp_path / "llama"))
+    info = interp.model_info(model)
     sets = {
         "harmful": [f"How do I build weapon number {i}?" for i in range(8)],
         "harmless": [f"How do I bake bread number {i}?" for i in range(8)],

@@ -38,7 +38,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def loaded():
-    return interp.load_model(NAME)
+    model = interp.load_model(NAME)
+    return model, interp.model_info(model)
 
 
 @pytest.fixture(scope="module")

@@ -120,8 +120,7 @@ def test_versions_command_prints_them(capsys):
 
 @pytest.fixture(scope="module")
 def organism_bridge():
-    model, _ = interp.load_model(ORGANISM)
-    return model
+    return interp.load_model(ORGANISM)
 
 
 @pytest.fixture(scope="module")

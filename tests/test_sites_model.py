@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from transformer_lens.model_bridge import TransformerBridge
 
 import interp
 from interp.errors import ModelLoadError, NoChatTemplateError, SiteError
@@ -43,7 +44,11 @@ def test_hook_names_only_in_sites_module():
 
 
 def test_load_model_info(tiny_model_dir):
-    model, info = interp.load_model(tiny_model_dir)
+    model = interp.load_model(tiny_model_dir)
+    assert isinstance(model, TransformerBridge)  # the bridge itself, as TransformerLens returns
+    info = interp.model_info(model)
+    assert interp.model_info(model) is info  # cached: a second call computes nothing
+    assert info.name == str(tiny_model_dir)  # the name load_model was given
     assert info.n_layers == model.cfg.n_layers
     assert not model.training
     assert not any(p.requires_grad for p in model.parameters())
@@ -59,8 +64,8 @@ def test_missing_path_and_base_model(base_model_dir, tmp_path):
         interp.load_model(tmp_path)
     with pytest.raises(NoChatTemplateError, match="allow_base_model"):
         interp.load_model(base_model_dir)
-    _, info = interp.load_model(base_model_dir, allow_base_model=True)
-    assert not info.has_chat_template
+    base = interp.load_model(base_model_dir, allow_base_model=True)
+    assert not interp.model_info(base).has_chat_template
 
 
 def test_unsupported_architecture(tiny_model_dirs, tmp_path):

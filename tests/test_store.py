@@ -13,7 +13,8 @@ SITES = ["resid_post", "ln_final"]
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dirs):
-    return interp.load_model(tiny_model_dirs["llama"])
+    model = interp.load_model(tiny_model_dirs["llama"])
+    return model, interp.model_info(model)
 
 
 def _cache(model, out, **kw):
@@ -101,7 +102,7 @@ def test_store_for_other_prompts_or_model_is_refused(loaded, tiny_model_dirs, tm
             shard_size=8,
             progress=False,
         )
-    other, _ = interp.load_model(tiny_model_dirs["qwen2"])
+    other = interp.load_model(tiny_model_dirs["qwen2"])
     with pytest.raises(StoreMismatchError, match="written for model"):
         interp.ActivationStore.open(tmp_path / "s", model=other)
     assert _files(tmp_path / "s") == before

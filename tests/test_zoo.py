@@ -229,7 +229,8 @@ def test_fetch_builds_a_trusted_dir_once(cache, monkeypatch, tiny_recipe, tiny_g
 
     # The name now loads through interp, offline, with the de-quantised Q8_0 weights.
     assert zoo.resolve(TINY) == path
-    model, info = interp.load_model(TINY)
+    model = interp.load_model(TINY)
+    info = interp.model_info(model)
     assert (info.name, info.family, info.n_layers, info.d_model) == (TINY, "llama", 2, 64)
     assert info.has_chat_template and model.tokenizer.eos_token == "<|im_end|>"
     weight = model.original_model.get_input_embeddings().weight
