@@ -17,20 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import ChatBatch, encode
-from interp.data.promptset import texts_of
+from interp.data.promptset import Prompts, texts_of
 from interp.errors import EmptyPromptSetError
 from interp.native import forward_session
 from interp.sites import Site
 
 __all__ = [
     "Completions",
+    "Decoder",
     "HooksFor",
     "batched",
     "cut_at_eos",
@@ -64,6 +65,27 @@ class Completions:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """A method that changes decoding itself (not only hooks): it generates `Completions`.
+
+    `interp.safeswitch.SafeSwitch` and `interp.dro.SoftPrompt` are decoders; hook
+    interventions (`interp.interventions`) are applied around `generate` instead. Every
+    decoder returns the completions in input order, like `generate`.
+    """
+
+    def generate(
+        self,
+        model: TransformerBridge,
+        prompts: Prompts,
+        *,
+        max_new_tokens: int = 48,
+        batch_size: int = 32,
+    ) -> Completions:
+        """Completions of `prompts`, in input order."""
+        ...
 
 
 def eos_token_ids(model: TransformerBridge) -> set[int]:
@@ -207,9 +229,7 @@ def generate(
         )
         for row, idx in zip(new.tolist(), chunk, strict=True):
             results[idx] = cut_at_eos(row, eos)
-    tokens = tuple(tuple(results[i]) for i in range(len(texts)))
-    decoded = tuple(model.tokenizer.decode(list(t), skip_special_tokens=True) for t in tokens)
-    return Completions(prompts=tuple(texts), texts=decoded, tokens=tokens, system=system)
+    return _completions(model, texts, results, system)
 
 
 def _prompt_state_hook(store: dict[str, torch.Tensor], width: int) -> Callable[..., Any]:
@@ -231,18 +251,18 @@ def decode_with_states(
     max_new_tokens: int = 32,
     batch_size: int = 32,
     logits_fn: LogitsFn | None = None,
-) -> tuple[list[str], torch.Tensor]:
-    """Greedy responses and the final state f(x, s) of many prompts, batch-dependent hooks.
+) -> tuple[Completions, torch.Tensor]:
+    """Greedy completions and the final state f(x, s) of many prompts, batch-dependent hooks.
 
     Like `generate`, but each batch may get its own hooks (`hooks_for(batch)`, e.g. a soft
     prompt's), and the post-final-norm state at the last prompt token is read from the
     prompt pass.
 
     Returns:
-        (responses in input order, float32 states [n, d_model] in input order).
+        (the completions in input order, float32 states [n, d_model] in input order).
     """
     eos = eos_token_ids(model)
-    answers: dict[int, str] = {}
+    rows: dict[int, list[int]] = {}
     states = torch.zeros(len(texts), int(model.cfg.d_model))
     for chunk, batch in batched(model, texts, system, batch_size):
         batch = batch.to(model.cfg.device)
@@ -253,6 +273,15 @@ def decode_with_states(
             model, batch, max_new_tokens=max_new_tokens, fwd_hooks=hooks, logits_fn=logits_fn
         )
         for j, (row, idx) in enumerate(zip(new.tolist(), chunk, strict=True)):
-            answers[idx] = model.tokenizer.decode(cut_at_eos(row, eos), skip_special_tokens=True)
+            rows[idx] = cut_at_eos(row, eos)
             states[idx] = got["f"][j]
-    return [answers[i] for i in range(len(texts))], states
+    return _completions(model, texts, rows, system), states
+
+
+def _completions(
+    model: TransformerBridge, texts: Sequence[str], rows: dict[int, list[int]], system: str | None
+) -> Completions:
+    """`Completions` from the cut token rows of each input index."""
+    tokens = tuple(tuple(rows[i]) for i in range(len(texts)))
+    decoded = tuple(model.tokenizer.decode(list(t), skip_special_tokens=True) for t in tokens)
+    return Completions(prompts=tuple(texts), texts=decoded, tokens=tokens, system=system)

@@ -110,7 +110,7 @@ switch = SafeSwitch(prober, head)  # thresholds 0.5 / 0.5, helpful system prompt
 
 # %%
 mixed = [prompts("test", k).texts[i] for k in ("jailbreak", "harmless") for i in range(2)]
-result = switch.generate(model, mixed, max_new_tokens=32)
+result = switch.generate_gated(model, mixed, max_new_tokens=32)
 for text, flag, base, new in zip(
     mixed, result.flagged, result.base.texts, result.completions.texts, strict=True
 ):

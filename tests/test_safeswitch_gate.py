@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from interp.errors import ArtifactMismatchError, ThresholdError
-from interp.generation import generate
+from interp.generation import Completions, Decoder, generate
 from interp.safeswitch import (
     RefusalHead,
     RefusalPairs,
@@ -48,18 +48,22 @@ def parts(tiny_bridge):
 
 def test_threshold_one_equals_base_greedy(tiny_bridge, parts):
     switch = SafeSwitch(*parts, stage1_threshold=1.0, stage2_threshold=1.0)
-    got = switch.generate(tiny_bridge, PROMPTS, max_new_tokens=10, batch_size=3)
+    got = switch.generate_gated(tiny_bridge, PROMPTS, max_new_tokens=10, batch_size=3)
     base = generate(tiny_bridge, PROMPTS, system="helpful", max_new_tokens=10, batch_size=3)
     assert not any(got.flagged)
     assert got.completions.tokens == base.tokens
     assert got.base.tokens == base.tokens
     assert got.completions.texts == base.texts
+    # As a Decoder, `generate` returns the same completions as `interp.generate` would.
+    plain = switch.generate(tiny_bridge, PROMPTS, max_new_tokens=10, batch_size=3)
+    assert isinstance(switch, Decoder) and isinstance(plain, Completions)
+    assert plain == got.completions
 
 
 def test_threshold_zero_equals_refusal_head(tiny_bridge, parts):
     prober, head = parts
     switch = SafeSwitch(prober, head, stage1_threshold=0.0, stage2_threshold=0.0)
-    got = switch.generate(tiny_bridge, PROMPTS, max_new_tokens=10, batch_size=4)
+    got = switch.generate_gated(tiny_bridge, PROMPTS, max_new_tokens=10, batch_size=4)
     with_head = generate(
         tiny_bridge, PROMPTS, system="helpful", max_new_tokens=10, fwd_hooks=head.hooks(tiny_bridge)
     )
@@ -77,7 +81,7 @@ def test_mixed_batch_switches_per_row(tiny_bridge, parts):
     ranked = p1.sort().values
     cut = float(ranked[len(ranked) // 2 - 1] + ranked[len(ranked) // 2]) / 2
     switch = SafeSwitch(prober, head, stage1_threshold=cut, stage2_threshold=0.0)
-    got = switch.generate(tiny_bridge, PROMPTS, max_new_tokens=10, batch_size=len(PROMPTS))
+    got = switch.generate_gated(tiny_bridge, PROMPTS, max_new_tokens=10, batch_size=len(PROMPTS))
     expected = [bool(p >= cut) for p in p1]
     assert list(got.flagged) == expected and 0 < sum(expected) < len(PROMPTS)
     assert torch.allclose(torch.tensor(got.p_harmful, dtype=torch.float64), p1)
@@ -94,7 +98,7 @@ def test_stage2_needs_tokens_past_an_early_end(tiny_bridge, parts):
     # max_new_tokens below n_decode: the stage-2 state is decoded on, as in prober_features.
     prober, head = parts
     switch = SafeSwitch(prober, head)
-    got = switch.generate(tiny_bridge, PROMPTS[:3], max_new_tokens=1)
+    got = switch.generate_gated(tiny_bridge, PROMPTS[:3], max_new_tokens=1)
     p1, p2 = switch.probabilities(tiny_bridge, PROMPTS[:3])
     assert torch.allclose(torch.tensor(got.p_complies, dtype=torch.float64), p2)
     assert all(len(t) <= 1 for t in got.base.tokens)
@@ -116,7 +120,7 @@ def test_head_for_another_model_is_refused(tiny_bridge, tiny_model_dirs, tiny_fa
     foreign = RefusalHead(epochs=1).fit(other, PAIRS)
     switch = SafeSwitch(parts[0], foreign, stage1_threshold=0.0, stage2_threshold=0.0)
     with pytest.raises(ArtifactMismatchError, match="another model"):
-        switch.generate(tiny_bridge, PROMPTS[:2], max_new_tokens=2)
+        switch.generate_gated(tiny_bridge, PROMPTS[:2], max_new_tokens=2)
 
 
 def test_calibrate_returns_a_new_switch(tiny_bridge, parts):

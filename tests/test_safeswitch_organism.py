@@ -40,7 +40,7 @@ def test_run(organism_model, fitted):
     out = {}
     for kind in KINDS:
         texts = list(organism.prompts("test", kind).texts)
-        got = switch.generate(model, texts, max_new_tokens=32, batch_size=64)
+        got = switch.generate_gated(model, texts, max_new_tokens=32, batch_size=64)
         base = 1 - sum(judge.is_refusal(got.base.texts)) / len(texts)
         switched = 1 - sum(judge.is_refusal(got.completions.texts)) / len(texts)
         out[kind] = {"base": base, "safeswitch": switched, "flag_rate": got.flag_rate}
@@ -88,8 +88,8 @@ def test_identities_on_the_organism(organism_model, fitted):
     head = generate(
         model, texts, system="helpful", max_new_tokens=24, fwd_hooks=switch.head.hooks(model)
     )
-    assert never.generate(model, texts, max_new_tokens=24).completions.tokens == base.tokens
-    assert always.generate(model, texts, max_new_tokens=24).completions.tokens == head.tokens
+    assert never.generate_gated(model, texts, max_new_tokens=24).completions.tokens == base.tokens
+    assert always.generate_gated(model, texts, max_new_tokens=24).completions.tokens == head.tokens
 
 
 def test_section_writes_the_metrics_block(organism_model, fitted):

@@ -136,11 +136,11 @@ def sample_responses(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     chosen: Judge = judge if judge is not None else SubstringJudge("dro")
     repeated = [t for t in texts for _ in range(n_samples)]
-    responses, states = decode_with_states(
+    out, states = decode_with_states(
         model, repeated, system, max_new_tokens=max_new_tokens, batch_size=batch_size,
         logits_fn=gumbel_sampler(seed, temperature),
     )  # fmt: skip
-    flags = torch.tensor(chosen.is_refusal(responses, repeated), dtype=torch.float64)
+    flags = torch.tensor(chosen.is_refusal(list(out.texts), repeated), dtype=torch.float64)
     rates = flags.reshape(len(texts), n_samples).mean(1)
     return rates, states.reshape(len(texts), n_samples, -1)[:, 0].clone()
 

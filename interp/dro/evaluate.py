@@ -135,14 +135,15 @@ def evaluate_soft_prompt(
     states: dict[str, torch.Tensor] = {}
     for cond in DRO_CONDITIONS:
         if cond == "dro":
-            responses[cond], states[cond] = soft.generate_with_states(
+            out, states[cond] = soft.generate_with_states(
                 model, texts, max_new_tokens=max_new_tokens, batch_size=batch_size
             )
         else:
             system = None if cond == "none" else soft.system_text
-            responses[cond], states[cond] = decode_with_states(
+            out, states[cond] = decode_with_states(
                 model, texts, system, max_new_tokens=max_new_tokens, batch_size=batch_size
             )
+        responses[cond] = list(out.texts)
     refused = {c: tuple(int(r) for r in chosen.is_refusal(responses[c], texts)) for c in responses}
     coords = {c: space.transform(s) for c, s in states.items()}
     logit = {c: space.compliance_logit(s) for c, s in states.items()}

@@ -34,7 +34,7 @@ from interp.data.promptset import texts_of
 from interp.dro.anchor import FINAL_SITE, AnchorSpace, check_prompt_name, split_kinds, texts_hash
 from interp.dro.loss import DEFAULT_LOSS_WEIGHTS, dro_loss
 from interp.errors import ArtifactMismatchError, InterpError, NonFiniteLossError, NotFittedError
-from interp.generation import decode_with_states
+from interp.generation import Completions, decode_with_states
 from interp.interventions.apply import Hook
 from interp.model import template_hash
 from interp.sites import Site
@@ -259,8 +259,12 @@ class SoftPrompt:
         max_new_tokens: int = 48,
         batch_size: int = 32,
         logits_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-    ) -> list[str]:
-        """Responses with the soft prompt in place of the human prompt (batched, KV cached)."""
+    ) -> Completions:
+        """Completions with the soft prompt in place of the human prompt (batched, KV cached).
+
+        A `interp.generation.Decoder`: the completions are in input order, like `generate`'s;
+        their `system` is the human prompt's text the soft prompt replaced.
+        """
         return self.generate_with_states(
             model, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
             logits_fn=logits_fn,
@@ -274,8 +278,8 @@ class SoftPrompt:
         max_new_tokens: int = 48,
         batch_size: int = 32,
         logits_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-    ) -> tuple[list[str], torch.Tensor]:
-        """Responses and f(x, theta) at the last prompt token [n, d_model], in input order."""
+    ) -> tuple[Completions, torch.Tensor]:
+        """Completions and f(x, theta) at the last prompt token [n, d_model], in input order."""
         self._check()
         texts = texts_of(prompts)
         return decode_with_states(

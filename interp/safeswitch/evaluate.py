@@ -101,7 +101,9 @@ def evaluate_safeswitch(
     per_kind = {k: texts_of(v) for k, v in prompt_sets.items()}
     sizes = {k: len(v) for k, v in per_kind.items()}
     texts = [t for v in per_kind.values() for t in v]
-    gated = switch.generate(model, texts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    gated = switch.generate_gated(
+        model, texts, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
     answers = {
         "base": gated.base.texts,
         "warning_prompt": generate(

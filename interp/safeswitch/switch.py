@@ -177,6 +177,24 @@ class SafeSwitch:
         max_new_tokens: int = 48,
         batch_size: int = 32,
         progress: bool = False,
+    ) -> Completions:
+        """The switched answers: a `interp.generation.Decoder`, like `interp.generate`.
+
+        `generate_gated` returns the same answers with the base model's answers and the
+        gate's probabilities and decisions beside them.
+        """
+        return self.generate_gated(
+            model, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
+        ).completions
+
+    def generate_gated(
+        self,
+        model: TransformerBridge,
+        prompts: Sequence[str] | Any,
+        *,
+        max_new_tokens: int = 48,
+        batch_size: int = 32,
+        progress: bool = False,
     ) -> SwitchResult:
         """Gated greedy answers, batched (flagged and unflagged rows share each base batch).
 
