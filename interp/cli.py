@@ -166,8 +166,8 @@ def stage_sets(model: str | Path) -> tuple[dict[str, list[str]], dict[str, list[
     """Training and validation prompts for the sections that fit something.
 
     The organism has its own train / validation splits (combinations never seen in the test
-    split); for a real model the harmful and harmless sets are split 50/25/25 by the sections
-    themselves, so this returns empty mappings.
+    split); for a real model the sections split the sets 50/25/25 themselves, with
+    `interp.data.split_by_kind`, so this returns empty mappings.
     """
     if not _is_organism(model):
         return {}, {}

@@ -203,3 +203,21 @@ def test_deduplicate_counts_and_repr() -> None:
     assert ps.kind_counts() == {"harmful": 3}
     assert ps.label_counts() == {1: 3}
     assert repr(ps) == "PromptSet(name='dups', n=3, kinds={'harmful': 3})"
+
+
+def test_split_by_kind_is_the_seeded_stratified_split():
+    from interp.data import HARMFUL, HARMLESS, split_by_kind
+
+    sets = {"harmful": [f"h{i}" for i in range(12)], "harmless": [f"s{i}" for i in range(8)]}
+    train, val, test = split_by_kind(sets, seed=3)
+    for kind, texts in sets.items():
+        parts = [train[kind].texts, val[kind].texts, test[kind].texts]
+        assert sorted(t for part in parts for t in part) == sorted(texts)  # disjoint, complete
+        assert [len(p) for p in parts] == [len(texts) // 2, len(texts) // 4, len(texts) // 4]
+    assert set(train["harmful"].labels) == {HARMFUL} and set(val["harmless"].labels) == {HARMLESS}
+    again = split_by_kind(sets, seed=3)
+    assert [d["harmful"].texts for d in again] == [d["harmful"].texts for d in (train, val, test)]
+    other = split_by_kind(sets, seed=4)
+    assert other[2]["harmful"].texts != test["harmful"].texts  # the seed decides
+    with pytest.raises(EmptyPromptSetError, match="too few to split"):
+        split_by_kind({"harmful": ["a", "b"]})

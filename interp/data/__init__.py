@@ -28,6 +28,8 @@ from interp.data.promptset import (
     Prompt,
     Prompts,
     PromptSet,
+    as_prompt_set,
+    split_by_kind,
     texts_of,
 )
 from interp.data.registry import (
@@ -47,6 +49,7 @@ __all__ = [
     "HARMLESS",
     "SUPPORTED_SUFFIXES",
     "UNKNOWN",
+    "as_prompt_set",
     "DatasetSpec",
     "Prompt",
     "PromptSet",
@@ -66,6 +69,7 @@ __all__ = [
     "load_strongreject",
     "load_trustllm",
     "load_xstest",
+    "split_by_kind",
     "texts_of",
     "read_records",
 ]

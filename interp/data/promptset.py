@@ -446,3 +446,53 @@ def texts_of(prompts: Prompts) -> list[str]:
     if isinstance(prompts, str):
         raise TypeError("pass a sequence of prompts (a list of strings or a PromptSet), not a str")
     return [str(t) for t in prompts]
+
+
+def as_prompt_set(prompts: Prompts, kind: str) -> PromptSet:
+    """`prompts` as a `PromptSet` of `kind` (labelled harmful when the kind is harmful)."""
+    if isinstance(prompts, PromptSet):
+        return prompts
+    label = HARMFUL if kind in HARMFUL_KINDS else HARMLESS
+    return PromptSet.from_texts(texts_of(prompts), label=label, kind=kind, name=kind)
+
+
+def split_by_kind(
+    prompt_sets: Mapping[str, Prompts],
+    fractions: tuple[float, float, float] = (0.5, 0.25, 0.25),
+    *,
+    seed: int = 0,
+) -> tuple[dict[str, PromptSet], dict[str, PromptSet], dict[str, PromptSet]]:
+    """Split every kind into (train, val, test) with the seeded, stratified `PromptSet.split`.
+
+    The one place the toolkit splits prompts for a model that has no splits of its own (the
+    organism has; a public dataset has not).
+
+    Args:
+        prompt_sets: kind -> prompts.
+        fractions: Shares of train, val and test (they must sum to 1).
+        seed: Seed of both splits.
+
+    Returns:
+        (train, val, test), each kind -> `PromptSet`.
+
+    Raises:
+        EmptyPromptSetError: A kind has too few prompts for three non-empty parts.
+    """
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions {fractions} must be three positive shares summing to 1")
+    train: dict[str, PromptSet] = {}
+    val: dict[str, PromptSet] = {}
+    test: dict[str, PromptSet] = {}
+    for kind, prompts in prompt_sets.items():
+        whole = as_prompt_set(prompts, kind)
+        n = len(whole)
+        n_rest = round(n * (fractions[1] + fractions[2]))
+        n_test = round(n_rest * fractions[2] / (fractions[1] + fractions[2]))
+        if not 0 < n_test < n_rest < n:
+            raise EmptyPromptSetError(
+                f"kind {kind!r} has {n} prompts, too few to split into train, val and test "
+                f"({fractions}); give at least {math.ceil(2 / min(fractions))} per kind"
+            )
+        train[kind], rest = whole.split(n_rest, seed=seed)
+        val[kind], test[kind] = rest.split(n_test, seed=seed)
+    return train, val, test

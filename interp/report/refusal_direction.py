@@ -17,6 +17,7 @@ from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp.data import split_by_kind, texts_of
 from interp.directions import DirectionError, diff_in_means
 from interp.model import ModelInfo
 from interp.refusal_direction import (
@@ -42,23 +43,17 @@ logger = logging.getLogger(__name__)
 Prompts = Sequence[str] | Any
 
 
-def _split(prompts: Prompts) -> tuple[Prompts, Prompts, Prompts]:
-    """Deterministic 50 / 25 / 25 split into train, val and test (in order)."""
-    n = len(prompts)
-    a, b = n // 2, (3 * n) // 4
-    return prompts[:a], prompts[a:b], prompts[b:]
-
-
 def _stages(
     prompt_sets: Mapping[str, Prompts], options: Mapping[str, Any]
 ) -> tuple[Mapping[str, Prompts], Mapping[str, Prompts], dict[str, Prompts]]:
     train, val = options.get("train"), options.get("val")
     test = dict(prompt_sets)
     if train is None or val is None:
-        parts = {k: _split(prompt_sets[k]) for k in ("harmful", "harmless")}
-        train = train or {k: p[0] for k, p in parts.items()}
-        val = val or {k: p[1] for k, p in parts.items()}
-        test.update({k: p[2] for k, p in parts.items()})
+        pairs = {k: prompt_sets[k] for k in ("harmful", "harmless")}
+        split_train, split_val, split_test = split_by_kind(pairs, seed=options.get("seed", 0))
+        train = train or split_train
+        val = val or split_val
+        test.update(split_test)
     return train, val, test
 
 
@@ -92,7 +87,7 @@ def _examples(evaluation: DirectionEvaluation, test: Mapping[str, Prompts], n: i
     for kind, condition in pairs:
         if kind not in test:
             continue
-        texts = [str(t) for t in getattr(test[kind], "texts", test[kind])]
+        texts = texts_of(test[kind])
         for i in range(min(n, len(texts))):
             base = evaluation.responses["base"][kind][i]
             new = evaluation.responses[condition][kind][i]
@@ -181,7 +176,7 @@ def add_refusal_direction(
         prompt_sets: kind -> held-out test prompts (`harmful` and `harmless` required;
             `jailbreak`, `borderline` optional).
         **options: `train` / `val` (kind -> prompts for candidates / scoring; by default the
-            harmful and harmless sets are split 50/25/25 in order), `system`, `stream`
+            harmful and harmless sets are split 50/25/25 by `interp.data.split_by_kind`), `system`, `stream`
             (`resid_pre`), `positions` (`("eoi",)`), `selection` (`SelectionConfig`),
             `actadd_coeff` (1.0), `refusal_tokens` (derived from the model's refusals),
             `max_new_tokens` (32), `batch_size` (32), `n_examples` (2).

@@ -16,7 +16,7 @@ from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp.data import HARMFUL_KINDS, texts_of
+from interp.data import HARMFUL_KINDS, split_by_kind, texts_of
 from interp.errors import EmptyTrainingSetError
 from interp.model import ModelInfo
 from interp.probes import SingleClassError
@@ -36,16 +36,6 @@ __all__ = ["add_safeswitch", "safeswitch_metrics"]
 logger = logging.getLogger(__name__)
 
 Prompts = Sequence[str] | Any
-
-
-def _split(prompt_sets: Mapping[str, Prompts]) -> tuple[dict, dict, dict]:
-    """Deterministic 50 / 25 / 25 split of every kind into train, val and test (in order)."""
-    train, val, test = {}, {}, {}
-    for kind, prompts in prompt_sets.items():
-        texts = texts_of(prompts)
-        a, b = len(texts) // 2, (3 * len(texts)) // 4
-        train[kind], val[kind], test[kind] = texts[:a], texts[a:b], texts[b:]
-    return train, val, test
 
 
 def safeswitch_metrics(
@@ -165,7 +155,7 @@ def add_safeswitch(
         info: Its `ModelInfo`.
         prompt_sets: kind -> held-out test prompts (harmful, jailbreak, harmless, borderline).
         train: kind -> prompts for the prober and the refusal head; when None every kind of
-            `prompt_sets` is split 50 / 25 / 25 in order into train, val and test.
+            `prompt_sets` is split 50 / 25 / 25 into train, val and test (`split_by_kind`).
         val: kind -> validation prompts for threshold calibration (used with `target_fpr`).
         switch: An already fitted SafeSwitch to evaluate (then `train` is not used).
         target_fpr: Calibrate the stage-1 threshold to this false-positive rate on `val`;
@@ -183,7 +173,7 @@ def add_safeswitch(
     """
     test: Mapping[str, Prompts] = prompt_sets
     if train is None and switch is None:
-        train, split_val, test = _split(prompt_sets)
+        train, split_val, test = split_by_kind(prompt_sets, seed=seed)
         val = val if val is not None else split_val
     with report.timed("safeswitch_fit"):
         if switch is None:
