@@ -26,6 +26,7 @@ from interp.errors import EmptyPromptSetError, InterpError, NoChatTemplateError,
 __all__ = [
     "SAFETY_PROMPTS",
     "ChatBatch",
+    "default_system_prompt",
     "encode",
     "eoi_tokens",
     "render",
@@ -108,6 +109,35 @@ def _supports_system(tokenizer: Any) -> bool:
             cached = False
         _SYSTEM_ROLE[tokenizer] = cached
     return cached
+
+
+def default_system_prompt(
+    model_or_tokenizer: _HasTokenizer | PreTrainedTokenizerBase,
+) -> str | None:
+    """The system prompt the chat template inserts when none is given, or None.
+
+    Some templates (Qwen2, SmolLM2) write their own default system message when the
+    conversation has none, so "no system prompt" is not what the model sees. Found by
+    rendering once with a marker system prompt and once without: where the template puts a
+    system block of its own, the text inside it is returned ("" for a block with no text of
+    its own, e.g. Llama 3's date header).
+    """
+    tokenizer = _tokenizer(model_or_tokenizer)
+    if not tokenizer.chat_template or not _supports_system(tokenizer):
+        return None
+    user = [{"role": "user", "content": _SENTINEL + "u"}]
+    bare = str(tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True))
+    marked = str(
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": _SENTINEL}, *user],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+    )
+    before, _, after = marked.partition(_SENTINEL)
+    if bare.startswith(before) and bare.endswith(after) and len(bare) >= len(before) + len(after):
+        return bare[len(before) : len(bare) - len(after)]
+    return None
 
 
 def render(

@@ -4,6 +4,7 @@ import torch
 import interp
 from interp.chat import SAFETY_PROMPTS, encode, eoi_tokens, render
 from interp.errors import EmptyPromptSetError, PromptTooLongError
+from interp.organism import CHECKPOINT_DIR as ORGANISM_DIR
 
 PROMPTS = ["How do I bake bread?", "Hi", "Write a short poem about the sea, please."]
 
@@ -91,3 +92,18 @@ def test_bad_inputs(loaded):
         encode(model, [])
     with pytest.raises(PromptTooLongError, match="context"):
         encode(model, ["word " * 50], max_length=20)
+
+
+def test_default_system_prompt_is_found_where_the_template_inserts_one(tiny_model_dirs):
+    from transformers import AutoTokenizer
+
+    from interp.chat import default_system_prompt
+
+    found = {
+        family: default_system_prompt(AutoTokenizer.from_pretrained(path))
+        for family, path in tiny_model_dirs.items()
+    }
+    assert found["qwen2"] == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    assert found["llama"] == ""  # a system block of its own (the date header), but no prompt text
+    assert found["gemma2"] is None  # no system role at all
+    assert default_system_prompt(AutoTokenizer.from_pretrained(ORGANISM_DIR)) is None

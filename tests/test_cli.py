@@ -29,10 +29,14 @@ def test_report_on_a_local_model_skips_what_it_cannot_measure(
         assert set(rates) == {"harmful", "harmless", "borderline"}
         assert all(0.0 <= r <= 1.0 for r in rates.values())
     assert metrics["timings"]["baseline"] > 0
+    # Qwen2's template inserts its own system prompt: the condition is named as the model saw it.
+    assert metrics["baseline_conditions"]["none"] == "template default system prompt"
+    assert metrics["template_default_system_prompt"].startswith("You are Qwen")
     # A random model never refuses: the section says so instead of failing the report.
     assert "refused none" in metrics["refusal_direction"]["skipped"]
     page = (out / "report.html").read_text()
     assert "Skipped:" in page
+    assert "this model's chat template inserts its own" in page and "You are Qwen" in page
     assert '<script src="http' not in page  # self-contained: plotly is inlined
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp.chat import default_system_prompt
 from interp.evaluation import BASELINE_CONDITIONS, judge_warnings, refusal_rates
 from interp.model import ModelInfo
 
@@ -164,6 +165,17 @@ def model_metrics(info: ModelInfo) -> dict[str, Any]:
     }
 
 
+def condition_names(model: TransformerBridge, conditions: Sequence[str]) -> dict[str, str]:
+    """How each condition is named on the page: as the model saw it.
+
+    Condition `none` (no system prompt given) is "template default system prompt" when the
+    chat template inserts one of its own, "no system prompt" otherwise.
+    """
+    default = default_system_prompt(model)
+    none = "template default system prompt" if default else "no system prompt"
+    return {c: none if c == "none" else c for c in conditions}
+
+
 def add_baseline(
     report: Report,
     model: TransformerBridge,
@@ -178,7 +190,9 @@ def add_baseline(
             model, prompt_sets, conditions=conditions, max_new_tokens=max_new_tokens
         )
     kinds = list(prompt_sets)
-    rows = [[c, *(rates[c][k] for k in kinds)] for c in conditions]
+    names = condition_names(model, conditions)
+    rows = [[names[c], *(rates[c][k] for k in kinds)] for c in conditions]
+    default = default_system_prompt(model)
     examples = []
     for kind in kinds:
         prompt = prompt_sets[kind][0]
@@ -189,14 +203,29 @@ def add_baseline(
     counts = ", ".join(f"{k}: {len(v)}" for k, v in prompt_sets.items())
     body = (
         f"<p>Refusal rate (DRO substring judge) with greedy decoding, {max_new_tokens} new "
-        f"tokens; prompts per kind: {counts}. Conditions: no system prompt and each human "
-        "safety prompt by name.</p>"
+        f"tokens; prompts per kind: {counts}. Conditions: {html.escape(names['none'])} "
+        "(condition <code>none</code>) and each human safety prompt by name.</p>"
+        + (
+            "<p>With no system prompt given, this model's chat template inserts its own: "
+            f"<q>{html.escape(default)}</q>. That is what condition <code>none</code> shows "
+            "the model.</p>"
+            if default
+            else ""
+        )
         + table_html(rows, ["condition", *kinds])
         + report.figure_html(baseline_figure(rates))
-        + "<h3>Example responses (no system prompt)</h3>"
+        + f"<h3>Example responses ({html.escape(names['none'])})</h3>"
         + "".join(examples)
     )
-    report.add("Baseline: refusal by condition and kind", body, {"baseline": rates})
+    report.add(
+        "Baseline: refusal by condition and kind",
+        body,
+        {
+            "baseline": rates,
+            "baseline_conditions": names,
+            "template_default_system_prompt": default,
+        },
+    )
     for message in judge_warnings(rates, responses):
         report.warn(message)
     return rates
