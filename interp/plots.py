@@ -195,9 +195,14 @@ def map_figure(
     names = [str(p.layer) if p.layer is not None else str(i) for i, p in enumerate(projs)]
     fig = go.Figure(data=map_traces(projs[0], reference))
     if len(projs) > 1:
+        # Each frame carries its own axis titles: the explained variance is the layer's own.
         fig.frames = [
-            go.Frame(data=map_traces(p, reference), name=n)
-            for p, n in zip(projs, names, strict=True)
+            go.Frame(
+                data=map_traces(p, reference),
+                name=n,
+                layout={"xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}}},
+            )
+            for p, n, (x, y) in zip(projs, names, map(_axis_titles, projs), strict=True)
         ]
         steps = [
             {
@@ -210,11 +215,16 @@ def map_figure(
         fig.update_layout(
             sliders=[{"active": 0, "currentvalue": {"prefix": "layer "}, "steps": steps}]
         )
-    first = projs[0]
-    axis = f"{first.method.upper()} "
-    ratio = first.explained_variance_ratio
-    labels = [
-        f"{axis}{i + 1}" + (f" ({ratio[i]:.0%})" if ratio and ratio[i] == ratio[i] else "")
+    x, y = _axis_titles(projs[0])
+    return style(fig, title, height=560, xaxis={"title": x}, yaxis={"title": y})
+
+
+def _axis_titles(proj: Projection) -> tuple[str, str]:
+    """Axis titles of one map: the method and its explained variance, e.g. PCA 1 (23%)."""
+    ratio = proj.explained_variance_ratio
+    first, second = (
+        f"{proj.method.upper()} {i + 1}"
+        + (f" ({ratio[i]:.0%})" if ratio and ratio[i] == ratio[i] else "")
         for i in (0, 1)
-    ]
-    return style(fig, title, height=560, xaxis={"title": labels[0]}, yaxis={"title": labels[1]})
+    )
+    return first, second

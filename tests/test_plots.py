@@ -45,6 +45,12 @@ def test_figures_have_expected_traces_and_write_nothing(tmp_path, monkeypatch):
     names = [t.name for t in fig.data]
     assert "harmful / none" in names and "shift none -> default" in names
     assert all(len(f.data) == len(fig.data) for f in fig.frames)
+    # Each frame's axis titles give that layer's own explained variance.
+    for frame, proj in zip(fig.frames, maps, strict=True):
+        ratio = proj.explained_variance_ratio
+        assert frame.layout.xaxis.title.text == f"PCA 1 ({ratio[0]:.0%})"
+        assert frame.layout.yaxis.title.text == f"PCA 2 ({ratio[1]:.0%})"
+    assert len({f.layout.xaxis.title.text for f in fig.frames}) > 1  # they do differ here
 
     dro = dro_map(
         {"none": _acts(), "default": _acts(1.0)},
