@@ -11,6 +11,7 @@ from interp.errors import ArtifactMismatchError, EmptyPromptSetError, SiteError
 from interp.refusal_direction import (
     ScoreTable,
     SelectionConfig,
+    layer_cut,
     refusal_score,
     refusal_tokens,
     score_candidates,
@@ -172,6 +173,33 @@ def test_selection_applies_the_paper_filters():
         select_direction(table, SelectionConfig(max_kl=0.0))
     with pytest.raises(ValueError, match="max_layer_fraction"):
         SelectionConfig(max_layer_fraction=0.0)
+
+
+@pytest.mark.parametrize(("n_layers", "kept"), [(6, 4), (28, 22), (32, 25)])
+def test_layer_cut_is_the_reference_rule(n_layers, kept):
+    """The reference discards `layer >= int(0.8 * n_layers)`; so does the selection."""
+    assert layer_cut(n_layers) == kept == int(0.8 * n_layers)
+    layers = tuple(range(n_layers))
+    table = _table(
+        bypass=[-float(i) for i in layers], induce=[1.0] * n_layers, kl=[0.0] * n_layers,
+        layers=layers,
+    )  # fmt: skip
+    selection = select_direction(table)
+    assert selection.direction.layer == kept - 1  # the deepest kept layer has the lowest bypass
+    assert selection.kept is not None and int(selection.kept.sum()) == kept
+
+
+def test_the_skip_message_counts_real_candidates_only():
+    table = _table(
+        bypass=[float("nan"), -5.0, -4.0, -3.0, -10.0],  # layer 0: a zero mean difference
+        induce=[float("nan"), -0.5, -1.0, 0.0, 2.0],  # induce must be > 0: layer 3 fails too
+        kl=[float("nan"), 0.01, 0.05, 0.01, 0.01],
+    )
+    with pytest.raises(DirectionError) as err:
+        select_direction(table)
+    message = str(err.value)
+    assert "of 4 candidates, removed by KL: 0, induce: 3, layer: 1" in message
+    assert "1 more had a zero mean difference" in message
 
 
 def test_pareto_front_is_non_dominated():

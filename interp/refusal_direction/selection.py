@@ -41,6 +41,7 @@ __all__ = [
     "SelectionConfig",
     "refusal_score",
     "refusal_tokens",
+    "layer_cut",
     "score_candidates",
     "select_direction",
 ]
@@ -259,8 +260,10 @@ class SelectionConfig:
 
     Attributes:
         max_kl: Discard candidates whose KL on harmless prompts exceeds this.
-        min_induce: Discard candidates whose induce score is below this.
-        max_layer_fraction: Discard layers >= this fraction of the depth (0.8 = last 20%).
+        min_induce: Keep only candidates whose induce score is above this (strictly).
+        max_layer_fraction: Discard layers `>= int(max_layer_fraction * n_layers)`, the
+            reference's rule (`layer_cut`): at 0.8 it keeps layers 0-3 of 6, 0-21 of 28, 0-24
+            of 32.
     """
 
     max_kl: float = 0.1
@@ -272,6 +275,15 @@ class SelectionConfig:
             raise ValueError(f"max_layer_fraction must be in (0, 1], got {self.max_layer_fraction}")
         if self.max_kl < 0:
             raise ValueError(f"max_kl must be >= 0, got {self.max_kl}")
+
+
+def layer_cut(n_layers: int, fraction: float = 0.8) -> int:
+    """The first discarded layer: candidates need `layer < int(fraction * n_layers)`.
+
+    The reference implementation (Arditi et al.'s `filter_fn`) discards
+    `layer >= int(0.8 * n_layers)`; this is that rule, so that both keep the same layers.
+    """
+    return int(fraction * n_layers)
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,17 +319,22 @@ def select_direction(table: ScoreTable, config: SelectionConfig | None = None) -
     n_layers = len(table.layers)
     layers = torch.tensor(table.layers, dtype=torch.float64)[:, None].expand_as(table.bypass)
     finite = table.bypass.isfinite() & table.induce.isfinite() & table.kl.isfinite()
+    cut = layer_cut(max(n_layers, max(table.layers) + 1), config.max_layer_fraction)
     checks = {
         "KL": table.kl <= config.max_kl,
-        "induce": table.induce >= config.min_induce,
-        "layer": layers < config.max_layer_fraction * max(n_layers, max(table.layers) + 1),
+        "induce": table.induce > config.min_induce,
+        "layer": layers < cut,
     }
     kept = finite & checks["KL"] & checks["induce"] & checks["layer"]
     if not bool(kept.any()):
-        counts = ", ".join(f"{k}: {int((~v).sum())}" for k, v in checks.items())
+        # Count only real candidates per filter; a zero mean difference (NaN scores) is no
+        # candidate at all and is listed apart.
+        counts = ", ".join(f"{k}: {int((finite & ~v).sum())}" for k, v in checks.items())
+        n_real, n_zero = int(finite.sum()), int((~finite).sum())
         raise DirectionError(
-            f"no candidate passes the filters (removed by {counts} of {kept.numel()}); relax "
-            "SelectionConfig (max_kl, min_induce, max_layer_fraction) or use more prompts"
+            f"no candidate passes the filters (of {n_real} candidates, removed by {counts}; "
+            f"{n_zero} more had a zero mean difference); relax SelectionConfig (max_kl, "
+            "min_induce, max_layer_fraction) or use more prompts"
         )
     masked = torch.where(kept, table.bypass, torch.full_like(table.bypass, math.inf))
     flat = int(masked.argmin())
