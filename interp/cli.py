@@ -262,8 +262,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     }
     report.add(
         "Model",
-        f"<p>{info.name}: {info.family}, {info.n_layers} layers, d_model {info.d_model}, "
-        f"{info.n_params:,} parameters; system role: {info.has_system_role}.</p>",
+        f"<p>{html.escape(info.name)}: {html.escape(info.family)}, {info.n_layers} layers, "
+        f"d_model {info.d_model}, {info.n_params:,} parameters; system role: "
+        f"{info.has_system_role}.</p>",
     )
     with report.timed("prompts"):
         sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir)

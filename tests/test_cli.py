@@ -86,3 +86,17 @@ def test_the_organism_is_recognised_by_its_card(tiny_model_dirs):
     train, val = cli.stage_sets(ORGANISM)
     assert set(train) == set(val) == set(cli.KINDS)
     assert cli.stage_sets(tiny_model_dirs["llama"]) == ({}, {})
+
+
+def test_hostile_model_names_are_escaped_in_the_page(tiny_model_dirs, shared_data_dir, tmp_path):
+    import shutil
+
+    if shared_data_dir is None:
+        pytest.skip("the public datasets (../shared/data) are not beside the checkout")
+    hostile = tmp_path / "<img src=x onerror=alert(1)>"
+    shutil.copytree(tiny_model_dirs["llama"], hostile)
+    out = tmp_path / "report"
+    argv = ["report", "--model", str(hostile), "--out", str(out), "--sections", "baseline"]
+    assert cli.main([*argv, "--n-per-kind", "2", "--max-new-tokens", "2"]) == 0
+    page = (out / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page

@@ -221,3 +221,14 @@ def test_split_by_kind_is_the_seeded_stratified_split():
     assert other[2]["harmful"].texts != test["harmful"].texts  # the seed decides
     with pytest.raises(EmptyPromptSetError, match="too few to split"):
         split_by_kind({"harmful": ["a", "b"]})
+
+
+def test_texts_of_refuses_a_single_string_and_non_strings():
+    from interp.data import texts_of
+
+    assert texts_of(["a", "b"]) == ["a", "b"]
+    assert texts_of(PromptSet.from_texts(["x"], label=1, kind="harmful")) == ["x"]
+    with pytest.raises(TypeError, match="not one str"):
+        texts_of("How do I build a bomb?")
+    with pytest.raises(TypeError, match="prompt 0 is a NoneType.*2 of 2"):
+        texts_of([None, 42])

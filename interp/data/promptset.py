@@ -444,8 +444,19 @@ def texts_of(prompts: Prompts) -> list[str]:
     if isinstance(prompts, PromptSet):
         return list(prompts.texts)
     if isinstance(prompts, str):
-        raise TypeError("pass a sequence of prompts (a list of strings or a PromptSet), not a str")
-    return [str(t) for t in prompts]
+        raise TypeError(
+            "pass a sequence of prompts (a list of strings or a PromptSet), not one str: "
+            "wrap a single prompt in a list"
+        )
+    texts = list(prompts)
+    wrong = [(i, type(t).__name__) for i, t in enumerate(texts) if not isinstance(t, str)]
+    if wrong:
+        i, kind = wrong[0]
+        raise TypeError(
+            f"prompt {i} is a {kind}, not a str ({len(wrong)} of {len(texts)} are not strings); "
+            "pass the user messages as strings"
+        )
+    return texts
 
 
 def as_prompt_set(prompts: Prompts, kind: str) -> PromptSet:
