@@ -325,6 +325,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_organism_train(args: argparse.Namespace) -> int:
     """Run `interp organism train`."""
+    if args.base:
+        # A real chat model: the LoRA safety fine-tune recipe (interp.organism.safety_tune).
+        from interp.organism import safety_tune
+
+        if args.data_dir is None:
+            raise SystemExit("interp organism train --base needs --data-dir (the shared data)")
+        argv = ["--base", args.base, "--out", str(args.out), "--seed", str(args.seed)]
+        argv += ["--data-dir", str(args.data_dir), "--threads", str(args.threads or 2)]
+        return safety_tune.main(argv + (["--config", str(args.config)] if args.config else []))
     from interp import organism
 
     argv = ["--out", str(args.out), "--seed", str(args.seed)]
@@ -339,6 +348,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     """Run `interp fetch`: build a zoo model in the cache (once) and print its directory."""
     from interp import zoo
 
+    if args.name in zoo.BUILT:
+        # Built here from a delta shipped in the repository (interp.organism), not fetched.
+        import importlib
+
+        module, _, function = zoo.BUILT[args.name].rpartition(".")
+        build = getattr(importlib.import_module(module), function)
+        print(build(cache_dir=args.dir, force=args.force))
+        return 0
     print(zoo.fetch(args.name, cache_dir=args.dir, force=args.force))
     return 0
 
@@ -405,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="0 reproduces the shipped checkpoint")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--config", default=None, help="JSON file of TrainConfig overrides")
+    train.add_argument(
+        "--base",
+        default=None,
+        help="safety-tune this zoo chat model (e.g. smollm2-135m-instruct) with LoRA instead",
+    )
+    train.add_argument("--data-dir", type=Path, default=_default_data_dir())
     train.set_defaults(func=cmd_organism_train)
     return parser
 

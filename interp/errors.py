@@ -91,3 +91,7 @@ class ChecksumError(FetchError):
 
 class BehaviourMismatchError(InterpError):
     """A model's measured behaviour differs from the table recorded in its card."""
+
+
+class BaseModelMismatchError(ArtifactMismatchError):
+    """A weight delta (a LoRA adapter) was trained on another base model than the one given."""

@@ -39,11 +39,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from interp.errors import ChecksumError, FetchError, UnknownModelError
+from interp.errors import ChecksumError, FetchError, ModelLoadError, UnknownModelError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BUILT",
     "MANIFEST",
     "RECIPES",
     "Recipe",
@@ -108,6 +109,16 @@ RECIPES: dict[str, Recipe] = {
             description="SmolLM2-135M-Instruct (Llama family, 30 layers, d_model 576), Q4_1",
         ),
     )
+}
+
+
+#: Zoo names built on this machine from a fetched base and a weight delta shipped in the
+#: repository (``assets/<name>``) rather than fetched: name -> the function that builds them
+#: (`interp fetch NAME` runs it). `resolve` finds a build by its manifest and never falls back
+#: to the base's hub id, which would silently load another model.
+BUILT: dict[str, str] = {
+    # "smollm2-135m-safety": "interp.organism.safety_tune.build" joins once its delta is in
+    # assets/smollm2-135m-safety (the recipe, `interp organism train --base`, writes it).
 }
 
 
@@ -184,8 +195,20 @@ def resolve(name_or_path: str | Path, *, cache_dir: str | Path | None = None) ->
 
     Returns:
         The fetched directory (a `Path`), the hub id, or `name_or_path` unchanged.
+
+    Raises:
+        ModelLoadError: `name_or_path` is a `BUILT` name that has not been built yet.
     """
     text = str(name_or_path)
+    if text in BUILT and not Path(text).exists():
+        built = cache_root(cache_dir) / "models" / text
+        manifest = _read_manifest(built) or {}
+        if manifest.get("recipe") == text and (built / "config.json").is_file():
+            return built
+        raise ModelLoadError(
+            f"zoo model {text!r} is built here from a shipped delta, and {built} holds no build: "
+            f"run `interp fetch {text}` (or {BUILT[text]}()) first"
+        )
     if text not in RECIPES or Path(text).exists():
         return name_or_path
     rec = RECIPES[text]
