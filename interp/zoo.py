@@ -50,6 +50,7 @@ __all__ = [
     "Recipe",
     "cache_root",
     "fetch",
+    "install_dir",
     "is_fetched",
     "model_dir",
     "names",
@@ -332,7 +333,7 @@ def _manifest(rec: Recipe) -> dict[str, Any]:
     }
 
 
-def _install(staged: Path, final: Path, scratch: Path) -> None:
+def install_dir(staged: Path, final: Path, scratch: Path) -> None:
     """Rename `staged` to `final`, moving any old `final` into `scratch` first."""
     old = scratch / "previous"
     if final.exists():
@@ -385,6 +386,6 @@ def fetch(name: str, *, cache_dir: str | Path | None = None, force: bool = False
         # The manifest goes last: only a directory that holds it is ever trusted.
         manifest = json.dumps(_manifest(rec), indent=1, sort_keys=True) + "\n"
         (staged / MANIFEST).write_text(manifest)
-        _install(staged, final, scratch)
+        install_dir(staged, final, scratch)
     logger.info("fetched %s into %s in %.1fs", name, final, time.perf_counter() - start)
     return final

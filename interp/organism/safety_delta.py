@@ -400,14 +400,6 @@ def build(
         write_merged(base, delta_dir, staged)
         # The manifest goes last: only a directory that holds it is ever trusted.
         atomic_write(staged / zoo.MANIFEST, _json(_manifest(card, delta_dir)))
-        old = Path(tmp) / "previous"
-        if final.exists():
-            os.replace(final, old)
-        try:
-            os.replace(staged, final)
-        except OSError:
-            if old.exists():
-                os.replace(old, final)
-            raise
+        zoo.install_dir(staged, final, Path(tmp))
     logger.info("built %s from %s into %s", card["name"], base, final)
     return final
