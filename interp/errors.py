@@ -95,3 +95,11 @@ class BehaviourMismatchError(InterpError):
 
 class BaseModelMismatchError(ArtifactMismatchError):
     """A weight delta (a LoRA adapter) was trained on another base model than the one given."""
+
+
+class ControlTokenError(InterpError, ValueError):
+    """User or system text holds a chat-template control token (it could forge a turn)."""
+
+
+class EmptyUserSpanError(InterpError, ValueError):
+    """A prompt has no user-content tokens to pool over (``positions=["mean_user"]``)."""

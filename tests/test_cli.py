@@ -26,7 +26,7 @@ def test_report_on_a_local_model_skips_what_it_cannot_measure(
     assert metrics["model"]["n_layers"] == 2
     assert set(metrics["baseline"]) == {"none", "default", "short", "mistral", "helpful", "warning"}
     for rates in metrics["baseline"].values():
-        assert set(rates) == {"harmful", "harmless", "borderline"}
+        assert set(rates) == {"harmful", "harmless", "borderline", "jailbreak"}
         assert all(0.0 <= r <= 1.0 for r in rates.values())
     assert metrics["timings"]["baseline"] > 0
     # Qwen2's template inserts its own system prompt: the condition is named as the model saw it.

@@ -6,6 +6,7 @@ under a data folder the caller gives.
 """
 
 from interp.data._records import SUPPORTED_SUFFIXES, read_records
+from interp.data.heldout import HELD_OUT_SETS, held_out_sets
 from interp.data.loaders import (
     load_advbench,
     load_dro,
@@ -47,6 +48,7 @@ __all__ = [
     "HARMFUL",
     "HARMFUL_KINDS",
     "HARMLESS",
+    "HELD_OUT_SETS",
     "SUPPORTED_SUFFIXES",
     "UNKNOWN",
     "as_prompt_set",
@@ -55,6 +57,7 @@ __all__ = [
     "PromptSet",
     "Prompts",
     "dataset_path",
+    "held_out_sets",
     "list_datasets",
     "load_advbench",
     "load_dataset",
