@@ -124,8 +124,8 @@ BUILT: dict[str, str] = {
 
 
 def names() -> list[str]:
-    """The known zoo names, sorted."""
-    return sorted(RECIPES)
+    """The known zoo names (fetched and built ones), sorted."""
+    return sorted({*RECIPES, *BUILT})
 
 
 def recipe(name: str) -> Recipe:

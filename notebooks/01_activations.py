@@ -23,21 +23,35 @@
 # project) and on a tiny Gemma 2 built locally; point `load_model` at any HF chat model
 # directory or hub id to do the same on a real model.
 
+# %% tags=["parameters"]
+# The model to study: "organism" (the bundled model organism; runs offline in seconds), or a
+# zoo name or HF chat-model directory, e.g. "smollm2-135m-safety" (after
+# `interp fetch smollm2-135m-safety`), which takes its prompts from the public datasets in
+# DATA_DIR. Set it here, with papermill (`-p MODEL ...`), or through INTERP_MODEL.
+import os
+
+MODEL = os.environ.get("INTERP_MODEL", "organism")
+DATA_DIR = os.environ.get("INTERP_DATA", "../../shared/data")
+N_PER_KIND = 64  # prompts per kind and split on a real model
+
 # %%
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 
 import interp
-from interp.organism import prompts
 from interp.testing import build_tiny_chat_model
 
-torch.set_num_threads(1)  # small models: one thread is fastest on a shared CPU
-ORGANISM = Path("../assets/organism")
-if not (ORGANISM / "config.json").exists():
-    ORGANISM = Path("assets/organism")
-model = interp.load_model(ORGANISM, device="cpu")
+if MODEL == "organism":
+    from interp.organism import CHECKPOINT_DIR, prompts
+
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
+    model = interp.load_model(CHECKPOINT_DIR, device="cpu")
+else:  # a real model: the public train / val / held-out prompts (interp.data.PUBLIC_SPLITS)
+    prompts = partial(interp.data.public_prompts, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
+    model = interp.load_model(MODEL)
 info = interp.model_info(model)
 info
 
@@ -68,7 +82,7 @@ eoi = [model.tokenizer.decode([t]) for t in interp.eoi_tokens(model)]
 print("BOS per row:", n_bos)
 print("eoi tokens:", eoi)
 print("eoi positions per row:", batch.eoi_positions.tolist())
-assert n_bos == [1, 1]
+assert not info.template_adds_bos or n_bos == [1, 1]
 
 # %% [markdown]
 # Batches are left padded with an attention mask; `last_index` points at the last real token.

@@ -17,22 +17,38 @@
 # sweep a linear probe over every layer, then look at the geometry of harmful and harmless
 # queries with and without safety prompts (the DRO picture).
 
+# %% tags=["parameters"]
+# The model to study: "organism" (the bundled model organism; runs offline in seconds), or a
+# zoo name or HF chat-model directory, e.g. "smollm2-135m-safety" (after
+# `interp fetch smollm2-135m-safety`), which takes its prompts from the public datasets in
+# DATA_DIR. Set it here, with papermill (`-p MODEL ...`), or through INTERP_MODEL.
+import os
+
+MODEL = os.environ.get("INTERP_MODEL", "organism")
+DATA_DIR = os.environ.get("INTERP_DATA", "../../shared/data")
+N_PER_KIND = 64  # prompts per kind and split on a real model
+
 # %%
 import tempfile
+from functools import partial
 from pathlib import Path
 
+import torch
+
 import interp
-from interp import organism, plots
+from interp import plots
 from interp.dro import collect_conditions, dro_figure, dro_map, prompt_shift_figure, shift_by_layer
 from interp.probes import fit_probes_per_layer
 from interp.projection import project
-from interp.testing import build_tiny_chat_model
 
-root = Path.cwd() if (Path.cwd() / "assets").exists() else Path.cwd().parent
-model_dir = root / "assets" / "organism"
-if not (model_dir / "config.json").exists():
-    model_dir = build_tiny_chat_model("llama", Path(tempfile.mkdtemp()) / "tiny")
-model = interp.load_model(model_dir)
+if MODEL == "organism":
+    from interp.organism import CHECKPOINT_DIR, prompts
+
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
+    model = interp.load_model(CHECKPOINT_DIR, device="cpu")
+else:  # a real model: the public train / val / held-out prompts (interp.data.PUBLIC_SPLITS)
+    prompts = partial(interp.data.public_prompts, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
+    model = interp.load_model(MODEL)
 info = interp.model_info(model)
 info.name, info.n_layers, info.d_model
 
@@ -41,12 +57,13 @@ info.name, info.n_layers, info.d_model
 # Harmful (and jailbreak) vs harmless (and borderline) requests from the organism's training split.
 
 # %%
-prompts = organism.prompts("train").sample(400, seed=0)
+train = prompts("train")
+train = train.sample(min(400, len(train)), seed=0)
 store = interp.cache_activations(
-    model, prompts, Path(tempfile.mkdtemp()) / "store", sites=["resid_post"], progress=False
+    model, train, Path(tempfile.mkdtemp()) / "store", sites=["resid_post"], progress=False
 )
 acts = store.load()
-sweep = fit_probes_per_layer(acts, prompts.labels, n_boot=100)
+sweep = fit_probes_per_layer(acts, train.labels, n_boot=100)
 plots.probe_accuracy_figure(sweep)
 
 # %% [markdown]
@@ -54,7 +71,7 @@ plots.probe_accuracy_figure(sweep)
 # The same test queries with no system prompt and with two safety prompts.
 
 # %%
-sets = {k: list(organism.prompts("test", k).texts)[:24] for k in ("harmful", "harmless")}
+sets = {k: list(prompts("test", k).texts)[:24] for k in ("harmful", "harmless")}
 data = collect_conditions(model, sets, ("default", "short"), max_new_tokens=12)
 kinds = list(data.kinds)
 labels = list(data.labels)

@@ -20,8 +20,20 @@
 # → **scores** (bypass, induce, KL; single forward passes) → **selection** → **ablation /
 # activation addition / weight orthogonalisation** → the **interactive explorer**.
 
+# %% tags=["parameters"]
+# The model to study: "organism" (the bundled model organism; runs offline in seconds), or a
+# zoo name or HF chat-model directory, e.g. "smollm2-135m-safety" (after
+# `interp fetch smollm2-135m-safety`), which takes its prompts from the public datasets in
+# DATA_DIR. Set it here, with papermill (`-p MODEL ...`), or through INTERP_MODEL.
+import os
+
+MODEL = os.environ.get("INTERP_MODEL", "organism")
+DATA_DIR = os.environ.get("INTERP_DATA", "../../shared/data")
+N_PER_KIND = 64  # prompts per kind and split on a real model
+
 # %%
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,7 +41,6 @@ import torch
 import interp
 from interp.directions import Direction, diff_in_means
 from interp.interventions import ActAdd, DirectionalAblation, apply, orthogonalize, save_hf
-from interp.organism import prompts
 from interp.refusal_direction import (
     evaluate_direction,
     explore,
@@ -42,11 +53,14 @@ from interp.refusal_direction import (
     select_direction,
 )
 
-torch.set_num_threads(1)  # small model: one thread is fastest on a shared CPU
-ORGANISM = Path("../assets/organism")
-if not (ORGANISM / "config.json").exists():
-    ORGANISM = Path("assets/organism")
-model = interp.load_model(ORGANISM, device="cpu")
+if MODEL == "organism":
+    from interp.organism import CHECKPOINT_DIR, prompts
+
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
+    model = interp.load_model(CHECKPOINT_DIR, device="cpu")
+else:  # a real model: the public train / val / held-out prompts (interp.data.PUBLIC_SPLITS)
+    prompts = partial(interp.data.public_prompts, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
+    model = interp.load_model(MODEL)
 info = interp.model_info(model)
 info.n_layers, info.d_model
 

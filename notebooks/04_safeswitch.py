@@ -22,15 +22,26 @@
 # model frozen. This notebook builds both on the bundled model organism and compares
 # SafeSwitch with the base model, a safety system prompt and the head always on.
 
+# %% tags=["parameters"]
+# The model to study: "organism" (the bundled model organism; runs offline in seconds), or a
+# zoo name or HF chat-model directory, e.g. "smollm2-135m-safety" (after
+# `interp fetch smollm2-135m-safety`), which takes its prompts from the public datasets in
+# DATA_DIR. Set it here, with papermill (`-p MODEL ...`), or through INTERP_MODEL.
+import os
+
+MODEL = os.environ.get("INTERP_MODEL", "organism")
+DATA_DIR = os.environ.get("INTERP_DATA", "../../shared/data")
+N_PER_KIND = 64  # prompts per kind and split on a real model
+
 # %%
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 
 import interp
 from interp.interventions import apply
-from interp.organism import prompts
 from interp.safeswitch import (
     RefusalHead,
     SafeSwitch,
@@ -43,14 +54,18 @@ from interp.safeswitch import (
     refusal_pairs,
 )
 
-torch.set_num_threads(1)  # small model: one thread is fastest on a shared CPU
-ORGANISM = Path("../assets/organism")
-if not (ORGANISM / "config.json").exists():
-    ORGANISM = Path("assets/organism")
-model = interp.load_model(ORGANISM, device="cpu")
+if MODEL == "organism":
+    from interp.organism import CHECKPOINT_DIR, prompts
+
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
+    model = interp.load_model(CHECKPOINT_DIR, device="cpu")
+else:  # a real model: the public train / val / held-out prompts (interp.data.PUBLIC_SPLITS)
+    prompts = partial(interp.data.public_prompts, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
+    model = interp.load_model(MODEL)
 info = interp.model_info(model)
 KINDS = ("harmful", "jailbreak", "harmless", "borderline")
-train = {k: prompts("train", k).sample(32, seed=0) for k in KINDS}
+# The public train split has no borderline prompts (they are all held out): use what it has.
+train = {k: prompts("train", k).sample(32, seed=0) for k in KINDS if k in prompts("train").kinds}
 
 # %% [markdown]
 # ## The refusal head's targets: the model's own refusals under the warning prompt
@@ -97,8 +112,8 @@ print("base:", interp.generate(model, [question], system="helpful").texts[0])
 # answer complies (judged by the DRO substring judge).
 
 # %%
-texts = [t for k in KINDS for t in train[k].texts]
-harmful = [int(k in ("harmful", "jailbreak")) for k in KINDS for _ in train[k].texts]
+texts = [t for k in train for t in train[k].texts]
+harmful = [int(k in ("harmful", "jailbreak")) for k in train for _ in train[k].texts]
 feats = prober_features(model, texts, max_new_tokens=16)
 prober = SafeSwitchProber(seed=0).fit(feats.stage1, harmful, feats.stage2, feats.complied)
 switch = SafeSwitch(prober, head)  # thresholds 0.5 / 0.5, helpful system prompt

@@ -18,14 +18,25 @@
 # embeddings and moves harmful queries' final states toward refusal and harmless ones away from
 # it, inside a 4-D PCA "anchor space", while keeping every other direction in place.
 
+# %% tags=["parameters"]
+# The model to study: "organism" (the bundled model organism; runs offline in seconds), or a
+# zoo name or HF chat-model directory, e.g. "smollm2-135m-safety" (after
+# `interp fetch smollm2-135m-safety`), which takes its prompts from the public datasets in
+# DATA_DIR. Set it here, with papermill (`-p MODEL ...`), or through INTERP_MODEL.
+import os
+
+MODEL = os.environ.get("INTERP_MODEL", "organism")
+DATA_DIR = os.environ.get("INTERP_DATA", "../../shared/data")
+N_PER_KIND = 64  # prompts per kind and split on a real model
+
 # %%
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 
 import interp
-from interp import organism
 from interp.dro import (
     AnchorSpace,
     SoftPrompt,
@@ -36,16 +47,16 @@ from interp.dro import (
     dro_shift_figure,
     evaluate_soft_prompt,
 )
-from interp.testing import build_tiny_chat_model
 
-# The organism is tiny: one intra-op thread is as fast and does not fight other processes.
-torch.set_num_threads(1)
 torch.manual_seed(0)
-root = Path.cwd() if (Path.cwd() / "assets").exists() else Path.cwd().parent
-model_dir = root / "assets" / "organism"
-if not (model_dir / "config.json").exists():
-    model_dir = build_tiny_chat_model("llama", Path(tempfile.mkdtemp()) / "tiny")
-model = interp.load_model(model_dir)
+if MODEL == "organism":
+    from interp.organism import CHECKPOINT_DIR, prompts
+
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
+    model = interp.load_model(CHECKPOINT_DIR, device="cpu")
+else:  # a real model: the public train / val / held-out prompts (interp.data.PUBLIC_SPLITS)
+    prompts = partial(interp.data.public_prompts, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
+    model = interp.load_model(MODEL)
 info = interp.model_info(model)
 info.name, info.n_layers, info.d_model
 
@@ -57,9 +68,11 @@ info.name, info.n_layers, info.d_model
 
 # %%
 kinds = ("harmful", "jailbreak", "harmless", "borderline")
-train = {k: list(organism.prompts("train", k).sample(12, seed=0).texts) for k in kinds}
+# (The public train split has no borderline prompts: they are all held out.)
+train = {k: list(prompts("train", k).sample(12, seed=0).texts) for k in kinds}
+train = {k: v for k, v in train.items() if v}
 refuse = train["harmful"] + train["jailbreak"]
-answer = train["harmless"] + train["borderline"]
+answer = train["harmless"] + train.get("borderline", [])
 data = collect_anchor_data(model, refuse, answer, n_samples=2, max_new_tokens=6)
 anchor = AnchorSpace(n_components=4).fit(*data.stacked())
 {c: round(float(r.mean()), 3) for c, r in data.refusal.items()}
@@ -79,7 +92,7 @@ dro_loss_figure(soft.history_)
 # ## Held-out evaluation: no prompt, human prompt, DRO prompt
 
 # %%
-test = {k: organism.prompts("test", k) for k in ("harmful", "harmless", "borderline", "jailbreak")}
+test = {k: prompts("test", k) for k in ("harmful", "harmless", "borderline", "jailbreak")}
 evaluation = evaluate_soft_prompt(model, soft, test, max_new_tokens=10)
 dro_refusal_figure(evaluation.refusal)
 

@@ -34,3 +34,34 @@ def test_held_out_sets_refuse_bad_arguments(shared_data_dir):
         held_out_sets(shared_data_dir, 0)
     with pytest.raises(ValueError, match="unknown held-out kind.*'jailbreak'"):
         held_out_sets(shared_data_dir, 4, kinds=("harmfull",))
+
+
+def test_public_prompts_splits_are_disjoint_labelled_and_complete(shared_data_dir):
+    train = interp.data.public_prompts("train", data_dir=shared_data_dir)
+    val = interp.data.public_prompts("val", data_dir=shared_data_dir)
+    test = interp.data.public_prompts("test", data_dir=shared_data_dir)
+    assert set(test.kinds) == set(HELD_OUT_SETS)
+    # Borderline prompts are held out: the public ones are XSTest's (see PUBLIC_SPLITS).
+    assert set(train.kinds) == set(val.kinds) == {"harmful", "harmless", "jailbreak"}
+    for a, b in ((train, val), (train, test), (val, test)):
+        assert not set(a.texts) & set(b.texts)
+    for ps in (train, val, test):
+        pairs = zip(ps.labels, ps.kinds, strict=True)
+        assert all((label == 1) == (kind in ("harmful", "jailbreak")) for label, kind in pairs)
+    # The split of a set without a validation part is 80/20 and seeded.
+    parts = [
+        interp.data.public_prompts(s, "jailbreak", data_dir=shared_data_dir)
+        for s in ("train", "val")
+    ]
+    assert (len(parts[0]), len(parts[1])) == (896, 224)
+    again = interp.data.public_prompts("val", "jailbreak", data_dir=shared_data_dir)
+    assert parts[1].texts == again.texts
+    capped = interp.data.public_prompts("train", data_dir=shared_data_dir, max_per_kind=5)
+    assert capped.kind_counts() == {"harmful": 5, "harmless": 5, "jailbreak": 5}
+    assert set(capped.texts) <= set(train.texts)
+    with pytest.raises(ValueError, match="max_per_kind must be at least 1"):
+        interp.data.public_prompts("train", data_dir=shared_data_dir, max_per_kind=0)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        interp.data.public_prompts("dev", data_dir=shared_data_dir)
+    with pytest.raises(ValueError, match="unknown kind"):
+        interp.data.public_prompts("train", "borderline", data_dir=shared_data_dir)

@@ -6,7 +6,7 @@ under a data folder the caller gives.
 """
 
 from interp.data._records import SUPPORTED_SUFFIXES, read_records
-from interp.data.heldout import HELD_OUT_SETS, held_out_sets
+from interp.data.heldout import HELD_OUT_SETS, PUBLIC_SPLITS, held_out_sets, public_prompts
 from interp.data.loaders import (
     load_advbench,
     load_dro,
@@ -49,6 +49,7 @@ __all__ = [
     "HARMFUL_KINDS",
     "HARMLESS",
     "HELD_OUT_SETS",
+    "PUBLIC_SPLITS",
     "SUPPORTED_SUFFIXES",
     "UNKNOWN",
     "as_prompt_set",
@@ -58,6 +59,7 @@ __all__ = [
     "Prompts",
     "dataset_path",
     "held_out_sets",
+    "public_prompts",
     "list_datasets",
     "load_advbench",
     "load_dataset",
