@@ -126,7 +126,10 @@ def test_sa_coefficient_zero_is_the_identity_and_hooks_go_on_errors(model):
     earlier[:, -1] = False
     assert torch.allclose(steered[earlier], base[earlier], atol=1e-5)
     assert not torch.allclose(steered[:, -1], base[:, -1], atol=1e-3)
-    with pytest.raises(RuntimeError, match="inside"), interp.apply(model, SafetyAmplification(vec, 1)):
+    with (
+        pytest.raises(RuntimeError, match="inside"),
+        interp.apply(model, SafetyAmplification(vec, 1)),
+    ):
         raise RuntimeError("inside")
     assert torch.equal(_logits(model, PROMPTS)[0], base)
     with pytest.raises(LayerOutOfRangeError):
@@ -138,11 +141,12 @@ def test_head_means_read_hook_z_on_the_bridge(model):
     assert texts == icl_prompts(QUESTIONS, n_prompts=4, n_shots=2, seed=1)
     means = mean_head_activations(model, texts, batch_size=3)  # native path, padded batches
     n_heads, d_head = int(model.cfg.n_heads), int(model.cfg.d_head)
-    for i, text in enumerate(texts):  # one prompt at a time through the bridge's hook_z
+    total = torch.zeros(n_heads, d_head)
+    for text in texts:  # one prompt at a time through the bridge's hook_z
         _, cache = model.run_with_cache(model.tokenizer(text, return_tensors="pt")["input_ids"])
         z = cache["blocks.1.attn.hook_z"][0, -1].reshape(n_heads, d_head)
         assert attn_heads_hook_name(1) in model.hook_dict
-        total = z if i == 0 else total + z
+        total = total + z
     assert torch.allclose(means[1], total / len(texts), atol=1e-5)
     fv = function_vector(model, means, [(1, 2), (0, 1), (1, 2)])
     w1, w0 = model.blocks[1].attn.o.weight, model.blocks[0].attn.o.weight

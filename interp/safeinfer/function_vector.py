@@ -1,7 +1,7 @@
-"""SafeInfer's function vector: mean attention-head outputs of refusal demonstrations.
+r"""SafeInfer's function vector: mean attention-head outputs of refusal demonstrations.
 
-In-context prompts hold `n_shots` demonstrations `Q: <harmful question>\\nA: <refusal>\\n\\n`
-and one query `Q: <question>\\nA:`, in plain text (no chat template; the tokenizer adds its
+In-context prompts hold `n_shots` demonstrations `Q: <harmful question>\nA: <refusal>\n\n`
+and one query `Q: <question>\nA:`, in plain text (no chat template; the tokenizer adds its
 BOS as usual). Every head's output before the output projection (TransformerLens' `hook_z`,
 the input of `o_proj`, `interp.sites.attn_heads_hook_name`) is read at the query's last token
 (the `:` of the last `A:`; prompts are left padded, so that is the last column) and averaged
@@ -80,13 +80,11 @@ def icl_prompts(
 
 
 def zero_shot_prompts(queries: Sequence[str]) -> list[str]:
-    """The corrupted prompts of the head search: the query alone, `Q: <question>\\nA:`."""
+    r"""The corrupted prompts of the head search: the query alone, `Q: <question>\nA:`."""
     return [_query(str(q)) for q in queries]
 
 
-def encode_raw(
-    model: TransformerBridge, texts: Sequence[str]
-) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_raw(model: TransformerBridge, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-text prompts tokenised as the tokenizer does by default, left padded: (ids, mask)."""
     tok = model.tokenizer
     rows = [list(tok(t)["input_ids"]) for t in texts]

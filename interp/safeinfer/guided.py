@@ -26,7 +26,14 @@ from transformer_lens.model_bridge import TransformerBridge
 from interp.chat import ChatBatch
 from interp.data.promptset import Prompts, texts_of
 from interp.errors import EmptyPromptSetError, InterpError
-from interp.generation import Completions, batched, cut_at_eos, eos_token_ids, greedy_decode
+from interp.generation import (
+    Completions,
+    Session,
+    batched,
+    cut_at_eos,
+    eos_token_ids,
+    greedy_decode,
+)
 from interp.interventions.apply import Hook, Intervention, fwd_hooks
 from interp.native import Step, forward_session
 from interp.safeinfer.config import STRATEGIES, Strategy, check_alpha
@@ -54,7 +61,9 @@ class _Rows:
     offset: int = 0
 
 
-def rows_only(fn: Callable[..., Any], start: int, stop: int, rows: Any = None) -> Callable[..., Any]:
+def rows_only(
+    fn: Callable[..., Any], start: int, stop: int, rows: Any = None
+) -> Callable[..., Any]:
     """A hook that applies `fn` to batch rows `start..stop-1` only (the others pass unchanged).
 
     `rows` (an object with an `offset`) says which global row a pass's row 0 is, for passes
@@ -90,11 +99,11 @@ def gumbel_noise(seed: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
     return add
 
 
-def _two_pass(rows: _Rows) -> Callable[[TransformerBridge, Sequence[Hook]], Any]:
+def _two_pass(rows: _Rows) -> Session:
     """A `greedy_decode` session running a doubled batch as two passes with their own caches."""
 
     @contextmanager
-    def session(model: TransformerBridge, hooks: Sequence[Hook]) -> Iterator[Step]:
+    def session(model: TransformerBridge, hooks: Sequence[Any]) -> Iterator[Step]:
         with forward_session(model, hooks) as forward:
 
             def step(
@@ -199,7 +208,7 @@ class GuidedDecoding:
         max_new_tokens: int = 48,
         batch_size: int = 32,
     ) -> Completions:
-        """sGDS completions of `prompts`, in input order (batches of `batch_size` prompts)."""
+        """Completions of `prompts` under sGDS, in input order (batches of `batch_size` prompts)."""
         texts = texts_of(prompts)
         if not texts:
             raise EmptyPromptSetError("no prompts to generate from; pass at least one prompt")

@@ -62,7 +62,9 @@ _PARAMS = (
 def _o_proj_fingerprint(model: TransformerBridge, heads: Sequence[Head]) -> str:
     """Identity of the `o_proj` weights the function vector was summed through."""
     layers = sorted({layer for layer, _ in heads})
-    weights = [model.blocks[layer].attn.o.weight.detach().to("cpu", torch.float32) for layer in layers]
+    weights = [
+        model.blocks[layer].attn.o.weight.detach().to("cpu", torch.float32) for layer in layers
+    ]
     return weight_fingerprint(torch.cat(weights, dim=1)) if weights else ""
 
 
