@@ -16,6 +16,7 @@ returns the post-final-norm state at each prompt's last token, read from the pro
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,7 +27,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import Prompts, texts_of
 from interp.errors import EmptyPromptSetError
-from interp.native import forward_session
+from interp.native import Step, forward_session
 from interp.sites import Site
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
 Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
 LogitsFn = Callable[[torch.Tensor, int], torch.Tensor]
 HooksFor = Callable[[ChatBatch], Sequence[tuple[str, Callable[..., Any]]]]
+#: `session(model, hooks)`: a context manager yielding the step function (`forward_session`).
+Session = Callable[[TransformerBridge, Sequence[Hook]], AbstractContextManager[Step]]
 _FINAL = Site("ln_final")
 
 
@@ -112,6 +115,7 @@ def greedy_decode(
     fwd_hooks: Sequence[Hook] = (),
     logits_fn: LogitsFn | None = None,
     stop_at_eos: bool = True,
+    session: Session | None = None,
 ) -> torch.Tensor:
     """Greedily extend one left-padded batch; returns the new tokens [batch, <= max_new_tokens].
 
@@ -124,6 +128,9 @@ def greedy_decode(
             (the place for guided decoding); it sees float logits [batch, d_vocab].
         stop_at_eos: Stop once every row has produced an EOS token (later tokens of a finished
             row are set to the pad id).
+        session: How the forward steps are run; `interp.native.forward_session` by default. A
+            replacement takes `(model, hooks)` and yields a step with the same signature (SafeInfer
+            runs the rows of a doubled batch as two passes with their own caches this way).
     """
     batch = batch.to(model.cfg.device)
     ids, mask = batch.tokens, batch.attention_mask
@@ -132,7 +139,7 @@ def greedy_decode(
     pad = int(pad if pad is not None else eos[0])
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     out: list[torch.Tensor] = []
-    with forward_session(model, fwd_hooks) as forward:
+    with (session or forward_session)(model, fwd_hooks) as forward:
         logits, kv = forward(ids, mask, logits_to_keep=1)
         for step in range(max_new_tokens):
             last = logits[:, -1].float()

@@ -21,7 +21,14 @@ logger = logging.getLogger(__name__)
 
 _INFO: weakref.WeakKeyDictionary[TransformerBridge, ModelInfo] = weakref.WeakKeyDictionary()
 
-__all__ = ["ModelInfo", "load_model", "model_info", "template_hash"]
+__all__ = [
+    "ModelInfo",
+    "load_model",
+    "model_info",
+    "template_hash",
+    "unembedding_fingerprint",
+    "weight_fingerprint",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,22 @@ def template_hash(tokenizer: PreTrainedTokenizerBase) -> str:
         return ""
     text = template if isinstance(template, str) else json.dumps(template, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def weight_fingerprint(weight: torch.Tensor) -> str:
+    """sha256 of up to 4096 evenly spaced rows, rounded to bf16 (so dtype choice does not matter).
+
+    The model identity that artifacts record (the refusal head, SafeInfer's function vector):
+    a different model, or a different fine-tune of the same architecture, gives another value.
+    """
+    step = max(1, weight.shape[0] // 4096)
+    rows = weight.detach()[::step].to("cpu", torch.bfloat16).to(torch.float32).contiguous()
+    return hashlib.sha256(rows.numpy().tobytes()).hexdigest()
+
+
+def unembedding_fingerprint(model: TransformerBridge) -> str:
+    """`weight_fingerprint` of the model's live unembedding weight [d_vocab, d_model]."""
+    return weight_fingerprint(dict(model.unembed.original_component.named_parameters())["weight"])
 
 
 def _has_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:

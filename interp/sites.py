@@ -134,12 +134,29 @@ def logits_hook_name() -> str:
     return "unembed.hook_out"
 
 
+_HEADS_TEMPLATE = "blocks.{layer}.attn.o.hook_in"
+
+
+def attn_heads_hook_name(layer: int) -> str:
+    """Hook name of the per-head attention outputs of block `layer`: the input of `o_proj`.
+
+    This is TransformerLens' `hook_z` (the heads' mixed values before the output projection).
+    Through the bridge the hook sees `[batch, pos, n_heads, d_head]`; on the native path
+    (`interp.native`) it is the HF `o_proj` input, the same numbers as `[batch, pos,
+    n_heads * d_head]`. Reshape with the model's `n_heads` and `d_head` to read one head.
+
+    >>> attn_heads_hook_name(3)
+    'blocks.3.attn.o.hook_in'
+    """
+    return _HEADS_TEMPLATE.format(layer=int(layer))
+
+
 # Every hook name above sits on a bridge component's boundary: `<component>.hook_in` is the
 # wrapped HF module's input, `<component>.hook_out` its output. `interp.native` relies on that.
 _BOUNDARY = re.compile(
     "|".join(
         re.escape(name).replace(re.escape("{layer}"), r"\d+")
-        for name in [*_TEMPLATES.values(), logits_hook_name()]
+        for name in [*_TEMPLATES.values(), _HEADS_TEMPLATE, logits_hook_name()]
     )
 )
 

@@ -14,7 +14,6 @@ meets at inference; responses are tokenised on their own and appended to the pro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -37,7 +36,7 @@ from interp.errors import (
 )
 from interp.generation import eos_token_ids
 from interp.interventions.apply import Hook
-from interp.model import ModelInfo
+from interp.model import ModelInfo, weight_fingerprint
 from interp.safeswitch.refusal_pairs import RefusalPairs, refusal_pairs
 from interp.sites import Site, logits_hook_name
 
@@ -67,10 +66,8 @@ def _softcap(model: TransformerBridge) -> float | None:
 
 
 def _fingerprint(weight: torch.Tensor) -> str:
-    """sha256 of up to 4096 evenly spaced rows, rounded to bf16 (so dtype choice does not matter)."""
-    step = max(1, weight.shape[0] // 4096)
-    rows = weight.detach()[::step].to("cpu", torch.bfloat16).to(torch.float32).contiguous()
-    return hashlib.sha256(rows.numpy().tobytes()).hexdigest()
+    """The base unembedding's identity (`interp.model.weight_fingerprint`)."""
+    return weight_fingerprint(weight)
 
 
 def _end_of_turn(model: TransformerBridge) -> int:

@@ -1,0 +1,360 @@
+"""`SafeInfer`: fit the function vector from harmful prompts, then decode with SA and/or sGDS.
+
+`fit` builds the in-context refusal prompts, averages every head's output, finds the heads
+(given, or by `search_heads`) and sums their `o_proj` images into the function vector.
+`generate` adds `coef * FV` after block `layer` (`SafetyAmplification`) and, in modes
+`sgds` / `both`, decodes against the unsafe model: the same weights with the refusal
+direction ablated (`DirectionalAblation`), a stand-in for the paper's harmful fine-tune.
+`save` / `load` write and check safetensors + JSON, refusing another model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformer_lens.model_bridge import TransformerBridge
+
+from interp._version import __version__
+from interp.data.promptset import Prompts, texts_of
+from interp.directions import Direction
+from interp.errors import InterpError, NotFittedError
+from interp.generation import Completions, generate
+from interp.interventions import DirectionalAblation
+from interp.model import template_hash, unembedding_fingerprint, weight_fingerprint
+from interp.safeinfer.amplification import SafetyAmplification
+from interp.safeinfer.config import (
+    FunctionVectorMismatchError,
+    Head,
+    Mode,
+    SafeInferConfig,
+    Strategy,
+    check_heads,
+    check_layer,
+    default_layer,
+)
+from interp.safeinfer.function_vector import (
+    REFUSAL_ANSWER,
+    answer_token,
+    function_vector,
+    head_shape,
+    icl_prompts,
+    mean_head_activations,
+    zero_shot_prompts,
+)
+from interp.safeinfer.guided import GuidedDecoding, gumbel_noise
+from interp.safeinfer.head_search import HeadSearch, search_heads
+
+__all__ = ["SafeInfer"]
+
+_FORMAT = "interp.safeinfer/1"
+_PARAMS = (
+    "layer", "coef", "alpha", "heads", "mode", "n_heads", "n_shots", "n_prompts",
+    "search_layers", "n_search_prompts", "answer", "strategy", "sample", "seed",
+)  # fmt: skip
+
+
+def _o_proj_fingerprint(model: TransformerBridge, heads: Sequence[Head]) -> str:
+    """Identity of the `o_proj` weights the function vector was summed through."""
+    layers = sorted({layer for layer, _ in heads})
+    weights = [
+        model.blocks[layer].attn.o.weight.detach().to("cpu", torch.float32) for layer in layers
+    ]
+    return weight_fingerprint(torch.cat(weights, dim=1)) if weights else ""
+
+
+class SafeInfer:
+    """SafeInfer (Banerjee et al., AAAI 2025) on one model: SA, sGDS or both (estimator contract).
+
+    Args:
+        layer: Block after which `coef * FV` is added; None: a quarter of the depth.
+        coef: FV multiplier (1.5).
+        alpha: sGDS weight in [0, 1) (0.99).
+        heads: (layer, head) pairs making the FV; None: the top `n_heads` of `search_heads`.
+        mode: `"sa"`, `"sgds"` or `"both"`.
+        n_heads: How many searched heads make the FV (10, as the paper's lists).
+        n_shots: Demonstrations per in-context prompt (10).
+        n_prompts: In-context prompts averaged (100).
+        search_layers: Layers the head search covers (None: all).
+        n_search_prompts: Zero-shot prompts of the head search.
+        answer: The demonstrations' answer.
+        strategy: How sGDS runs the unsafe model (`"doubled"` batch, faster here, or
+            `"two_pass"`).
+        sample: Sample at T = 1 (the paper) with a seeded Gumbel-max instead of greedy.
+        seed: Seed of the prompt draws and the sampling.
+
+    Attributes:
+        fv_: The function vector [d_model]; `means_` the head means [L, H, d_head].
+        heads_: The heads used; `search_`: the `HeadSearch` (None when heads were given).
+        layer_: The SA layer; `direction_`: the refusal direction the unsafe model ablates.
+        model_name_, d_model_, template_hash_, fingerprint_, o_proj_fingerprint_: the model.
+    """
+
+    def __init__(
+        self,
+        layer: int | None = None,
+        coef: float = 1.5,
+        alpha: float = 0.99,
+        heads: Sequence[Sequence[int]] | None = None,
+        mode: Mode = "both",
+        n_heads: int = 10,
+        n_shots: int = 10,
+        n_prompts: int = 100,
+        search_layers: Sequence[int] | None = None,
+        n_search_prompts: int = 32,
+        answer: str = REFUSAL_ANSWER,
+        strategy: Strategy = "doubled",
+        sample: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.layer = layer
+        self.coef = coef
+        self.alpha = alpha
+        self.heads = heads
+        self.mode = mode
+        self.n_heads = n_heads
+        self.n_shots = n_shots
+        self.n_prompts = n_prompts
+        self.search_layers = search_layers
+        self.n_search_prompts = n_search_prompts
+        self.answer = answer
+        self.strategy = strategy
+        self.sample = sample
+        self.seed = seed
+        GuidedDecoding(alpha=alpha, strategy=strategy)  # validates alpha and strategy now
+        _ = self.config
+
+    @property
+    def config(self) -> SafeInferConfig:
+        """The hyperparameters as a validated `SafeInferConfig` (fitted layer/heads once fitted)."""
+        heads = getattr(self, "heads_", None)
+        if heads is None and self.heads is not None:
+            heads = tuple((int(a), int(b)) for a, b in self.heads)
+        return SafeInferConfig(
+            layer=getattr(self, "layer_", self.layer),
+            coef=self.coef,
+            alpha=self.alpha,
+            heads=heads,
+            mode=self.mode,
+        )
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters, as given to `__init__` (JSON-ready)."""
+        out = {k: getattr(self, k) for k in _PARAMS}
+        out["heads"] = None if self.heads is None else [list(map(int, h)) for h in self.heads]
+        if self.search_layers is not None:
+            out["search_layers"] = [int(x) for x in self.search_layers]
+        return out
+
+    def fit(
+        self,
+        model: TransformerBridge,
+        harmful: Prompts,
+        queries: Prompts | None = None,
+        *,
+        direction: Direction | None = None,
+    ) -> SafeInfer:
+        """Extract the function vector from harmful prompts (and keep the unsafe model's direction).
+
+        Args:
+            model: The bridge (left unchanged).
+            harmful: Harmful requests the demonstrations are drawn from.
+            queries: Requests the in-context queries (and the head search's zero-shot
+                prompts) are drawn from; default `harmful`.
+            direction: The refusal direction whose ablation makes the unsafe model; needed
+                in modes `sgds` and `both`.
+        """
+        config = self.config
+        n_layers, n_heads, _ = head_shape(model)
+        if config.uses_sgds and direction is None:
+            raise InterpError(
+                f"SafeInfer mode {self.mode!r} decodes against an unsafe model: pass the "
+                "refusal direction to ablate, fit(model, harmful, direction=...)"
+            )
+        layer = default_layer(n_layers) if self.layer is None else int(self.layer)
+        check_layer(layer, n_layers, "SA layer")
+        given = None if self.heads is None else check_heads(self.heads, n_layers, n_heads)
+        demos = texts_of(harmful)
+        asked = demos if queries is None else texts_of(queries)
+        prompts = icl_prompts(
+            demos, asked, n_prompts=self.n_prompts, n_shots=self.n_shots, seed=self.seed,
+            answer=self.answer,
+        )  # fmt: skip
+        self.means_ = mean_head_activations(model, prompts)
+        self.search_: HeadSearch | None = None
+        if given is None:
+            gen = torch.Generator().manual_seed(self.seed + 1)
+            pick = torch.randperm(len(asked), generator=gen)[: self.n_search_prompts].tolist()
+            self.search_ = search_heads(
+                model,
+                self.means_,
+                zero_shot_prompts([asked[i] for i in pick]),
+                answer_token(model, self.answer),
+                layers=self.search_layers,
+            )
+            given = self.search_.top(self.n_heads)
+        self.heads_ = given
+        self.layer_ = layer
+        self.fv_ = function_vector(model, self.means_, given)
+        self.direction_ = None if direction is None else direction.check(model)
+        self._identify(model)
+        return self
+
+    def _identify(self, model: TransformerBridge) -> None:
+        self.model_name_ = str(model.cfg.model_name)
+        self.d_model_ = int(model.cfg.d_model)
+        self.template_hash_ = template_hash(model.tokenizer)
+        self.fingerprint_ = unembedding_fingerprint(model)
+        self.o_proj_fingerprint_ = _o_proj_fingerprint(model, self.heads_)
+
+    def _check(self) -> None:
+        if not hasattr(self, "fv_"):
+            raise NotFittedError("this SafeInfer is not fitted; call fit(...) or load(...)")
+
+    def check_model(self, model: TransformerBridge) -> None:
+        """Raise `FunctionVectorMismatchError` unless `model` is the one the FV was made on."""
+        self._check()
+        n_layers, n_heads, _ = head_shape(model)
+        problems = []
+        if int(model.cfg.d_model) != self.d_model_:
+            problems.append(f"d_model {model.cfg.d_model} != {self.d_model_}")
+        elif any(a >= n_layers or b >= n_heads for a, b in self.heads_) or self.layer_ >= n_layers:
+            problems.append("its heads or SA layer do not exist in this model")
+        else:
+            if template_hash(model.tokenizer) != self.template_hash_:
+                problems.append("the chat template differs")
+            if unembedding_fingerprint(model) != self.fingerprint_:
+                problems.append("the unembedding differs")
+            if _o_proj_fingerprint(model, self.heads_) != self.o_proj_fingerprint_:
+                problems.append("the heads' o_proj weights differ")
+        if problems:
+            raise FunctionVectorMismatchError(
+                f"the SafeInfer function vector was made on {self.model_name_!r}, not on "
+                f"{model.cfg.model_name!r} ({'; '.join(problems)}); fit SafeInfer on this model"
+            )
+
+    def amplification(self) -> SafetyAmplification:
+        """The SA intervention value (`coef * FV` after `layer_`)."""
+        self._check()
+        return SafetyAmplification(self.fv_, self.layer_, float(self.coef))
+
+    def decoder(self) -> GuidedDecoding:
+        """The sGDS decoder of this SafeInfer (SA on the guided rows in mode `both`)."""
+        self._check()
+        if self.direction_ is None:
+            raise InterpError("this SafeInfer has no refusal direction, so no unsafe model")
+        steer = (self.amplification(),) if self.config.uses_sa else ()
+        return GuidedDecoding(
+            alpha=float(self.alpha),
+            steer=steer,
+            unsafe=(DirectionalAblation(self.direction_),),
+            sample=bool(self.sample),
+            seed=int(self.seed),
+            strategy=self.strategy,
+        )
+
+    def generate(
+        self,
+        model: TransformerBridge,
+        prompts: Prompts,
+        *,
+        max_new_tokens: int = 48,
+        batch_size: int = 32,
+        system: str | None = None,
+    ) -> Completions:
+        """SafeInfer completions of `prompts` in input order (the `Decoder` protocol)."""
+        self.check_model(model)
+        config = self.config
+        if not config.uses_sgds:
+            sa = self.amplification()
+            return generate(
+                model,
+                prompts,
+                system=system,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                fwd_hooks=sa.hooks(model),
+                logits_fn=gumbel_noise(int(self.seed)) if self.sample else None,
+            )
+        decoder = self.decoder()
+        if system is not None:
+            decoder = dataclasses.replace(decoder, system=system)
+        return decoder.generate(
+            model, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+
+    # ------------------------------------------------------------------ artifacts
+
+    def save(self, path: str | Path) -> Path:
+        """Write `safeinfer.safetensors`, `safeinfer.json` (and the direction) into directory `path`."""
+        self._check()
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        tensors = {"fv": self.fv_.contiguous(), "means": self.means_.contiguous()}
+        if self.search_ is not None:
+            tensors["search_effects"] = self.search_.effects.contiguous()
+        save_file(tensors, str(root / "safeinfer.safetensors"))
+        if self.direction_ is not None:
+            self.direction_.save(root / "unsafe_direction")
+        meta = {
+            "format": _FORMAT,
+            "library_version": __version__,
+            "model_name": self.model_name_,
+            "d_model": self.d_model_,
+            "template_hash": self.template_hash_,
+            "unembedding_fingerprint": self.fingerprint_,
+            "o_proj_fingerprint": self.o_proj_fingerprint_,
+            "config": self.config.to_dict(),
+            "params": self.get_params(),
+            "search": None if self.search_ is None else self.search_.to_dict(),
+            "has_direction": self.direction_ is not None,
+            "fv_bias": "o_proj bias excluded",
+        }
+        (root / "safeinfer.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        return root
+
+    @classmethod
+    def load(cls, path: str | Path, model: TransformerBridge) -> SafeInfer:
+        """Load a saved SafeInfer for `model`.
+
+        Raises:
+            FunctionVectorMismatchError: The file is not a SafeInfer artifact, or it was made
+                on another model (width, chat template, unembedding or o_proj weights differ).
+        """
+        root = Path(path)
+        meta = json.loads((root / "safeinfer.json").read_text())
+        if meta.get("format") != _FORMAT:
+            raise FunctionVectorMismatchError(f"{root} holds no interp SafeInfer artifact")
+        params = dict(meta["params"])
+        if params["heads"] is not None:
+            params["heads"] = [tuple(h) for h in params["heads"]]
+        est = cls(**params)
+        tensors = load_file(str(root / "safeinfer.safetensors"))
+        config = SafeInferConfig.from_dict(meta["config"])
+        est.fv_, est.means_ = tensors["fv"], tensors["means"]
+        est.heads_ = tuple(config.heads or ())
+        est.layer_ = int(config.layer if config.layer is not None else 0)
+        est.search_ = None
+        if meta["search"] is not None:
+            s = meta["search"]
+            est.search_ = HeadSearch(
+                effects=tensors["search_effects"],
+                corrupted_prob=float(s["corrupted_prob"]),
+                target_token=int(s["target_token"]),
+                layers=tuple(s["layers"]),
+                n_prompts=int(s["n_prompts"]),
+            )
+        est.model_name_, est.d_model_ = meta["model_name"], int(meta["d_model"])
+        est.template_hash_ = meta["template_hash"]
+        est.fingerprint_ = meta["unembedding_fingerprint"]
+        est.o_proj_fingerprint_ = meta["o_proj_fingerprint"]
+        est.check_model(model)
+        est.direction_ = (
+            Direction.load(root / "unsafe_direction", model) if meta["has_direction"] else None
+        )
+        return est
