@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "interp.refusal_direction": 8,
     "interp.safeswitch": 8,
     "interp.dro": 8,
+    "interp.cast": 8,
     "interp.report": 9,
     "interp": 10,
     "interp.cli": 11,
