@@ -68,7 +68,8 @@ class CastResult:
 
 def _fingerprint(model: TransformerBridge) -> str:
     """sha256 of up to 4096 evenly spaced embedding rows rounded to bf16 (dtype-independent)."""
-    weight = model.original_model.get_input_embeddings().weight
+    hf: Any = model.original_model
+    weight = hf.get_input_embeddings().weight
     step = max(1, weight.shape[0] // 4096)
     rows = weight.detach()[::step].to("cpu", torch.bfloat16).to(torch.float32).contiguous()
     return hashlib.sha256(rows.numpy().tobytes()).hexdigest()

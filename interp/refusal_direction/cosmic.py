@@ -82,7 +82,7 @@ def cosmic_pair_scores(
     mean_harmful: torch.Tensor,
     mean_harmless: torch.Tensor,
 ) -> tuple[float, float]:
-    """(comply, refuse): cos(ablated harmful mean, harmless mean), cos(steered harmless, harmful).
+    """COSMIC's (comply, refuse) scores from mean states: two cosines with the other class.
 
     Each argument is a mean state over the evaluation layers and positions (any shape; it is
     flattened). Both scores lie in [-1, 1], higher is better.
@@ -120,7 +120,7 @@ class CosmicTable:
 
     @property
     def score(self) -> torch.Tensor:
-        """comply + refuse (higher is better)."""
+        """The COSMIC score: comply + refuse (higher is better)."""
         return self.comply + self.refuse
 
     @property
