@@ -89,8 +89,8 @@ def cosmic_pair_scores(
 
     Example:
         >>> h, s = torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])
-        >>> cosmic_pair_scores(s, h, h, s)
-        (1.0, 1.0)
+        >>> [round(x, 6) for x in cosmic_pair_scores(s, h, h, s)]
+        [1.0, 1.0]
     """
     return _flat_cosine(ablated_harmful, mean_harmless), _flat_cosine(
         steered_harmless, mean_harmful
