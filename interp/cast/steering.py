@@ -287,7 +287,7 @@ class CAST:
         """Cosine of each prompt's state with the condition vector, in input order (float64)."""
         self._check()
         self._check_model(model)
-        texts = _texts(prompts, "")
+        texts = _texts(prompts, "given")
         states = _last_states(model, texts, [self.layer_], self.system, int(self.batch_size))[0]
         return cosine_to(states, self.condition_.vector)
 
@@ -325,7 +325,7 @@ class CAST:
         """
         self._check()
         self._check_model(model)
-        texts = _texts(prompts, "")
+        texts = _texts(prompts, "given")
         eos = eos_token_ids(model)
         rows: dict[int, list[int]] = {}
         sims: dict[int, float] = {}
