@@ -106,3 +106,35 @@ def shared_data_dir() -> Path | None:
     """The shared data directory (``<workspace>/shared/data``), or ``None`` where absent."""
     path = Path(__file__).resolve().parents[2] / "shared" / "data"
     return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def organism_selection() -> dict:
+    """The organism, its candidates, refusal tokens, score table and selected direction.
+
+    Session-scoped and shared by the CAST and direction-variant tests (one selection run,
+    about 20 s on one core). The model is shared: do not mutate it.
+    """
+    import interp
+    from interp.directions import diff_in_means
+    from interp.organism import CHECKPOINT_DIR, prompts
+    from interp.refusal_direction import refusal_tokens, score_candidates, select_direction
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = interp.load_model(CHECKPOINT_DIR, device="cpu")
+        candidates = diff_in_means(model, prompts("train", "harmful"), prompts("train", "harmless"))
+        tokens = refusal_tokens(model, prompts("train", "harmful"))
+        table = score_candidates(
+            model, candidates, prompts("val", "harmful"), prompts("val", "harmless"), tokens
+        )
+    finally:
+        torch.set_num_threads(before)
+    return {
+        "model": model,
+        "candidates": candidates,
+        "tokens": tokens,
+        "table": table,
+        "selection": select_direction(table),
+    }

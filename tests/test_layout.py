@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "interp.safeswitch": 8,
     "interp.dro": 8,
     "interp.safeinfer": 8,
+    "interp.cast": 8,
     "interp.report": 9,
     "interp": 10,
     "interp.cli": 11,

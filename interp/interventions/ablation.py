@@ -1,19 +1,46 @@
-"""Directional ablation: remove a direction from everything that writes to the residual stream."""
+"""Directional ablation: remove a direction from everything that writes to the residual stream.
+
+With `offsets`, the ablation is affine (ACE, Marshall et al. 2024, "Refusal in LLMs: an affine
+function"): instead of moving each state's projection on r-hat to zero, it moves it to a
+reference value, the mean projection of harmless prompts at that site
+(`harmless_offsets`): h <- h - (h . r) r + (mu_harmless . r) r.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp.activations import batches, collect_batch, columns_for
+from interp.data.promptset import texts_of
 from interp.directions import Direction, check_vector
+from interp.errors import EmptyPromptSetError
+from interp.interventions.actadd import InterventionError
 from interp.interventions.apply import Hook
-from interp.sites import resid_hook_names
+from interp.sites import Site
 
-__all__ = ["DirectionalAblation", "as_unit", "project_out"]
+__all__ = [
+    "ABLATION_STREAMS",
+    "DirectionalAblation",
+    "ablation_sites",
+    "as_unit",
+    "harmless_offsets",
+    "project_out",
+]
+
+#: The streams ablation edits at every block (the residual input and both sublayer outputs).
+ABLATION_STREAMS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out")
+
+
+def ablation_sites(n_layers: int) -> list[Site]:
+    """Every site `DirectionalAblation` hooks, block by block (same order as the hooks)."""
+    return [Site(stream, layer) for layer in range(n_layers) for stream in ABLATION_STREAMS]
 
 
 def as_unit(direction: Direction | torch.Tensor, model: TransformerBridge) -> torch.Tensor:
@@ -30,7 +57,7 @@ def project_out(x: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
     return x - (x @ unit).unsqueeze(-1) * unit
 
 
-def _ablation_fn(unit: torch.Tensor) -> Callable[..., Any]:
+def _ablation_fn(unit: torch.Tensor, offset: float = 0.0) -> Callable[..., Any]:
     # One converted copy per (device, dtype), so the hook does no transfer per call.
     converted: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
@@ -39,9 +66,27 @@ def _ablation_fn(unit: torch.Tensor) -> Callable[..., Any]:
         r = converted.get(key)
         if r is None:
             r = converted[key] = unit.to(x.device, x.dtype)
-        return project_out(x, r)
+        if offset == 0.0:
+            # Plain ablation stays bit-identical to the offset-free hook.
+            return project_out(x, r)
+        return project_out(x, r) + offset * r
 
     return hook
+
+
+def _check_offsets(offsets: Mapping[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for label, value in offsets.items():
+        site = Site.parse(label)
+        if site.stream not in ABLATION_STREAMS:
+            raise InterventionError(
+                f"ablation offset for {label!r}: offsets apply to the ablated streams "
+                f"({', '.join(ABLATION_STREAMS)}), e.g. 'resid_pre.3'"
+            )
+        if not math.isfinite(float(value)):
+            raise InterventionError(f"ablation offset for {label!r} must be finite, got {value}")
+        out[site.label] = float(value)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,13 +96,94 @@ class DirectionalAblation:
     Applies at every position, prompt and generated tokens alike (Arditi et al. 2024). On
     families without sublayer post-norms (Llama, Qwen2) this equals `orthogonalize`.
 
+    With `offsets` it is ACE's affine ablation (Marshall et al. 2024): at each listed site
+    the projection on r-hat is set to the offset instead of zero,
+    ``x <- x - (x . r) r + offset * r``; `harmless_offsets` measures the harmless mean
+    projection of every site. Sites not listed (and offset 0) get plain ablation, so
+    ``offsets=None`` and all-zero offsets are the same intervention. Either way applying it
+    twice equals applying it once. `orthogonalize` knows nothing of offsets.
+
     Attributes:
         direction: A `Direction` or a raw [d_model] vector; only its unit vector is used.
+        offsets: Optional site label (`resid_pre.3`, `attn_out.3`, `mlp_out.3`) -> the
+            projection on r-hat that the state keeps there.
     """
 
     direction: Direction | torch.Tensor
+    offsets: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.offsets is not None:
+            object.__setattr__(self, "offsets", MappingProxyType(_check_offsets(self.offsets)))
 
     def hooks(self, model: TransformerBridge) -> list[Hook]:
         """One projection hook per ablation site of `model`."""
-        fn = _ablation_fn(as_unit(self.direction, model))
-        return [(name, fn) for name in resid_hook_names(int(model.cfg.n_layers))]
+        unit = as_unit(self.direction, model)
+        n_layers = int(model.cfg.n_layers)
+        offsets = dict(self.offsets or {})
+        for label in offsets:
+            Site.parse(label).check(n_layers)
+        plain = _ablation_fn(unit)
+        return [
+            (
+                site.hook_name,
+                _ablation_fn(unit, offsets[site.label]) if offsets.get(site.label) else plain,
+            )
+            for site in ablation_sites(n_layers)
+        ]
+
+
+def _offset_column(model: TransformerBridge, position: str) -> tuple[list[str], int]:
+    """The positions to collect and the column of `position` among them."""
+    kind = "eoi" if position.startswith("eoi") else position
+    columns = columns_for(model, [kind])
+    if position not in columns:
+        raise ValueError(f"no position {position!r} for this model; positions are {columns}")
+    return [kind], columns.index(position)
+
+
+@torch.no_grad()
+def harmless_offsets(
+    model: TransformerBridge,
+    direction: Direction | torch.Tensor,
+    harmless: Sequence[str] | Any,
+    *,
+    position: str | None = None,
+    system: str | None = None,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Mean projection of harmless prompts on r-hat at every ablation site (ACE's reference).
+
+    The states are read without any intervention, at one prompt position: the direction's
+    own (`eoi-k` or `last`) by default, `last` for a raw vector.
+
+    Args:
+        model: The bridge.
+        direction: The direction (a `Direction` or a raw [d_model] vector).
+        harmless: Prompts the model answers (strings or a `PromptSet`).
+        position: Position label (`last`, `eoi-1`, ...) to read the states at.
+        system: System prompt used when rendering.
+        batch_size: Prompts per forward pass.
+
+    Returns:
+        Site label -> mean (h . r-hat), float64-accumulated; pass it as
+        `DirectionalAblation(direction, offsets=...)`.
+
+    Raises:
+        EmptyPromptSetError: `harmless` is empty.
+    """
+    texts = texts_of(harmless)
+    if not texts:
+        raise EmptyPromptSetError("harmless_offsets needs harmless prompts; none were given")
+    unit = as_unit(direction, model).to(torch.float64)
+    if position is None:
+        own = direction.position if isinstance(direction, Direction) else "last"
+        position = own if own == "last" or own.startswith("eoi-") else "last"
+    positions, column = _offset_column(model, position)
+    needed = ablation_sites(int(model.cfg.n_layers))
+    total = torch.zeros(len(needed), dtype=torch.float64)
+    for _, batch in batches(model, texts, system, batch_size):
+        acts = collect_batch(model, batch, needed, positions)
+        for i, site in enumerate(needed):
+            total[i] += (acts[site.label][:, column].to(torch.float64) @ unit).sum()
+    return {site.label: float(total[i] / len(texts)) for i, site in enumerate(needed)}

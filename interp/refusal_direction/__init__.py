@@ -6,6 +6,8 @@ position); here they are scored and one is selected:
 - `refusal_tokens` / `refusal_score` / `score_candidates`: bypass (ablation on harmful),
   induce (ActAdd on harmless) and KL (ablation on harmless) of every candidate;
 - `select_direction`: the reference's filters and ranking (`SelectionConfig`);
+- `cosmic_scores` / `select_cosmic`: COSMIC's output-free alternative (Siu et al. 2025), which
+  scores candidates by cosine similarity of intervened states to the other class's mean;
 - `evaluate_direction`: refusal by generation under ablation, ActAdd and orthogonalised
   weights, with KL / CE on harmless prompts;
 - `explore` / `explorer_widget`: the interactive ablation explorer; the score heatmaps,
@@ -16,6 +18,14 @@ departs. The interventions themselves (ablation, ActAdd, orthogonalisation) are 
 `interp.interventions`.
 """
 
+from interp.refusal_direction.cosmic import (
+    CosmicSelection,
+    CosmicTable,
+    cosmic_pair_scores,
+    cosmic_scores,
+    low_similarity_layers,
+    select_cosmic,
+)
 from interp.refusal_direction.evaluate import (
     CONDITIONS,
     DirectionEvaluation,
@@ -43,15 +53,20 @@ from interp.refusal_direction.selection import (
 __all__ = [
     "CONDITIONS",
     "MODES",
+    "CosmicSelection",
+    "CosmicTable",
     "DirectionEvaluation",
     "ExplorerResult",
     "ScoreTable",
     "Selection",
     "SelectionConfig",
+    "cosmic_pair_scores",
+    "cosmic_scores",
     "evaluate_direction",
     "explore",
     "explorer_widget",
     "layer_cut",
+    "low_similarity_layers",
     "max_logit_diff",
     "pareto_figure",
     "projection_figure",
@@ -60,5 +75,6 @@ __all__ = [
     "refusal_tokens",
     "score_candidates",
     "score_heatmaps",
+    "select_cosmic",
     "select_direction",
 ]
