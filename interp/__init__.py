@@ -12,7 +12,7 @@ The data flows one way, each layer importing only those below it:
 4. analysis: probes (`interp.probes`), maps (`interp.projection`, `interp.plots`), directions
    (`interp.directions`) and the hook interventions (`interp.interventions`);
 5. methods, one package each: `interp.refusal_direction`, `interp.safeswitch`, `interp.dro`,
-   `interp.safeinfer`;
+   `interp.safeinfer`, and the conditional-steering baseline `interp.cast`;
 6. the report (`interp.report`) and the command line (`interp.cli`).
 
 This namespace holds the names most sessions need; each method package exports its own
@@ -20,6 +20,7 @@ fit -> apply -> evaluate -> plot names.
 """
 
 from interp import (
+    cast,
     data,
     dro,
     evaluation,
@@ -62,6 +63,7 @@ __all__ = [
     "__version__",
     "apply",
     "cache_activations",
+    "cast",
     "collect_activations",
     "data",
     "diff_in_means",
