@@ -11,14 +11,25 @@ The data flows one way, each layer importing only those below it:
    evaluation loop (`interp.evaluation`);
 4. analysis: probes (`interp.probes`), maps (`interp.projection`, `interp.plots`), directions
    (`interp.directions`) and the hook interventions (`interp.interventions`);
-5. methods, one package each: `interp.refusal_direction`, `interp.safeswitch`, `interp.dro`;
+5. methods, one package each: `interp.refusal_direction`, `interp.safeswitch`, `interp.dro`,
+   and the comparison of all of them (`interp.comparison`);
 6. the report (`interp.report`) and the command line (`interp.cli`).
 
 This namespace holds the names most sessions need; each method package exports its own
 fit -> apply -> evaluate -> plot names.
 """
 
-from interp import data, dro, evaluation, interventions, probes, refusal_direction, safeswitch, zoo
+from interp import (
+    comparison,
+    data,
+    dro,
+    evaluation,
+    interventions,
+    probes,
+    refusal_direction,
+    safeswitch,
+    zoo,
+)
 from interp._version import __version__, library_versions
 from interp.activations import Activations, collect_activations
 from interp.chat import SAFETY_PROMPTS, encode, eoi_tokens, render
@@ -52,6 +63,7 @@ __all__ = [
     "apply",
     "cache_activations",
     "collect_activations",
+    "comparison",
     "data",
     "diff_in_means",
     "dro",
