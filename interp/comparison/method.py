@@ -3,9 +3,9 @@
 `Method.generate(model, prompts, max_new_tokens) -> Completions` is all `compare` needs to
 measure refusal and cost. KL and CE against the unmodified model need the method's
 distribution over the first answer token (`first_token_logprobs`) and its cross-entropy of
-given answers (`answer_ce`); a method that cannot say (a gate decided after some generated
-tokens, a decoder that rewrites logits step by step) leaves them None and gives the reason in
-`not_applicable`, and the comparison reports "n/a", never a made-up number.
+given answers (`answer_ce`); a method that cannot say (a decoder that rewrites logits step by
+step from what it generated) leaves them None and gives the reason in `not_applicable`, and
+the comparison reports "n/a", never a made-up number.
 
 Adapter contract for any other decoder (SafeInfer, CAST, ...): an object with
 ``generate(model, prompts, *, max_new_tokens=..., **kwargs) -> interp.Completions`` that
@@ -34,7 +34,7 @@ from interp.errors import InterpError
 from interp.evaluation import completion_ce, next_token_logprobs
 from interp.generation import Completions, generate
 from interp.interventions import ActAdd, DirectionalAblation, Intervention, apply
-from interp.safeswitch import SafeSwitch
+from interp.safeswitch import SafeSwitch, fires
 
 __all__ = [
     "FAMILIES",
@@ -239,16 +239,55 @@ def soft_prompt_method(soft: SoftPrompt, *, name: str = "dro", batch_size: int =
     )  # fmt: skip
 
 
+def _gated(
+    switch: SafeSwitch, model: TransformerBridge, prompts: Sequence[str], batch_size: int
+) -> list[bool]:
+    """Which prompts SafeSwitch answers with its refusal head (the gate's decision)."""
+    p1, p2 = switch.probabilities(model, list(prompts), batch_size=batch_size)
+    flags = fires(p1, switch.stage1_threshold) & fires(p2, switch.stage2_threshold)
+    return [bool(f) for f in flags]
+
+
 def safeswitch_method(
     switch: SafeSwitch, *, name: str = "safeswitch", batch_size: int = 32
 ) -> Method:
     """SafeSwitch: the refusal head where the prober fires (its own system prompt).
 
-    KL and CE are not applicable: which head answers is decided after the prober's first
-    generated tokens, so there is no single teacher-forced distribution to compare.
+    KL and CE are those of the head the gate picks for each prompt (the refusal head where it
+    fires, the model's own elsewhere), teacher forced under SafeSwitch's system prompt.
     """
+    system = switch.system
+
+    def logprobs(model: TransformerBridge, prompts: Sequence[str]) -> torch.Tensor:
+        texts = list(prompts)
+        flags = _gated(switch, model, texts, batch_size)
+        out = next_token_logprobs(model, texts, system, batch_size)
+        flagged = [i for i, f in enumerate(flags) if f]
+        if flagged:
+            with apply(model, switch.head):
+                out[flagged] = next_token_logprobs(
+                    model, [texts[i] for i in flagged], system, batch_size
+                )
+        return out
+
+    def ce(
+        model: TransformerBridge, prompts: Sequence[str], answers: Sequence[Sequence[int]]
+    ) -> float:
+        texts = list(prompts)
+        flags = _gated(switch, model, texts, batch_size)
+        total, count = 0.0, 0
+        for head in (False, True):
+            rows = [i for i, f in enumerate(flags) if f == head]
+            n_tokens = sum(len(answers[i]) for i in rows)
+            if not rows or not n_tokens:
+                continue
+            sub, sub_answers = [texts[i] for i in rows], [answers[i] for i in rows]
+            with apply(model, *([switch.head] if head else [])):
+                total += n_tokens * completion_ce(model, sub, sub_answers, system, batch_size)
+            count += n_tokens
+        return total / max(count, 1)
+
     return decoder_method(
-        name, "defence", switch, batch_size=batch_size,
-        not_applicable="the gate picks the head after the first generated tokens, so no single "
-        "teacher-forced distribution exists",
+        name, "defence", switch, batch_size=batch_size, first_token_logprobs=logprobs,
+        answer_ce=ce,
     )  # fmt: skip
