@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 import interp
 from interp import organism
@@ -17,6 +18,8 @@ from interp.comparison import (
     comparison_figure,
     decoder_method,
     prompt_method,
+    safeswitch_method,
+    soft_prompt_method,
 )
 from interp.directions import diff_in_means
 from interp.evaluation import bootstrap_interval, refusal_rates
@@ -28,6 +31,9 @@ from interp.report.comparison import add_comparison
 
 @pytest.fixture(scope="module")
 def model():
+    # Module fixtures run before the autouse one-thread fixture: set it here too, or the
+    # timed runs below compete for cores (and take ten times as long).
+    torch.set_num_threads(1)
     return interp.load_model(ORGANISM)
 
 
@@ -151,3 +157,46 @@ def test_the_section_on_the_organism_has_every_row_and_says_what_is_missing(mode
     methods = block["methods"]
     assert methods["ablation"]["safety"]["rate"] < methods["none"]["safety"]["rate"]
     assert methods["actadd"]["kl_harmless"] > 0 and math.isfinite(methods["actadd"]["cost"])
+
+
+def test_the_cli_runs_the_section_last_and_records_why_it_could_not(model, sets):
+    from argparse import Namespace
+
+    from interp import cli
+
+    assert cli.SECTIONS[-1] == "comparison"
+    report = Report(title="t")
+    no_jailbreak = {k: v for k, v in sets.items() if k != "jailbreak"}  # as for a real model
+    args = Namespace(max_new_tokens=4)
+    cli._run_section("comparison", report, model, None, no_jailbreak, {}, {}, args)
+    assert "missing ['jailbreak']" in report.metrics["comparison"]["skipped"]
+    assert "Skipped" in report.sections[-1][1]
+
+
+def test_the_fitted_method_adapters_reduce_to_their_prompt_when_they_do_nothing(model, sets):
+    """An untrained soft prompt is its human prompt; a SafeSwitch that never fires is its
+    system prompt: same answers, same KL and CE. One that always fires differs."""
+    import dataclasses
+
+    from interp.dro import SoftPrompt
+    from interp.safeswitch import fit_safeswitch
+
+    train = {k: list(organism.prompts("train", k).texts[:8]) for k in COMPARISON_KINDS}
+    switch = fit_safeswitch(model, train, n_per_kind=8, max_new_tokens=8)
+    never = dataclasses.replace(switch, stage1_threshold=1.0, stage2_threshold=1.0)
+    always = dataclasses.replace(switch, stage1_threshold=0.0, stage2_threshold=0.0)
+    methods = [
+        prompt_method("short"),
+        soft_prompt_method(SoftPrompt("short").initialize(model), name="soft"),
+        prompt_method(switch.system),
+        safeswitch_method(never, name="never"),
+        safeswitch_method(always, name="always"),
+    ]
+    got = compare(model, methods, sets, max_new_tokens=8, n_boot=100)
+    assert got["soft"].responses == got["short"].responses
+    assert got["soft"].kl_harmless == pytest.approx(got["short"].kl_harmless, abs=1e-6)
+    assert got["soft"].ce_harmless is None and "CE not computed" in got["soft"].not_applicable
+    assert got["never"].responses == got[switch.system].responses
+    assert got["never"].kl_harmless == pytest.approx(got[switch.system].kl_harmless, abs=1e-9)
+    assert got["never"].ce_harmless == pytest.approx(got[switch.system].ce_harmless, abs=1e-9)
+    assert got["always"].kl_harmless > got["never"].kl_harmless
