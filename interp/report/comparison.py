@@ -81,7 +81,7 @@ def _body(
     rows = [[names.get(r[0], r[0]), *r[1:]] for r in comparison.table()]
     counts = ", ".join(f"{k}: {n}" for k, n in comparison.n.items())
     notes = "".join(
-        f"<li><b>{html.escape(m.name)}</b>: KL / CE n/a ({html.escape(m.not_applicable)})</li>"
+        f"<li><b>{html.escape(m.name)}</b>: n/a in the table: {html.escape(m.not_applicable)}</li>"
         for m in comparison.methods
         if m.not_applicable
     )
