@@ -12,7 +12,8 @@ The data flows one way, each layer importing only those below it:
 4. analysis: probes (`interp.probes`), maps (`interp.projection`, `interp.plots`), directions
    (`interp.directions`) and the hook interventions (`interp.interventions`);
 5. methods, one package each: `interp.refusal_direction`, `interp.safeswitch`, `interp.dro`,
-   `interp.safeinfer`, and the conditional-steering baseline `interp.cast`;
+   `interp.safeinfer`, the conditional-steering baseline `interp.cast`, and the comparison
+   of all of them (`interp.comparison`);
 6. the report (`interp.report`) and the command line (`interp.cli`).
 
 This namespace holds the names most sessions need; each method package exports its own
@@ -21,6 +22,7 @@ fit -> apply -> evaluate -> plot names.
 
 from interp import (
     cast,
+    comparison,
     data,
     dro,
     evaluation,
@@ -65,6 +67,7 @@ __all__ = [
     "cache_activations",
     "cast",
     "collect_activations",
+    "comparison",
     "data",
     "diff_in_means",
     "dro",

@@ -79,7 +79,7 @@ def report_prompt_sets(
     return out
 
 
-SECTIONS = ("baseline", "probes", "refusal_direction", "safeswitch", "dro")
+SECTIONS = ("baseline", "probes", "refusal_direction", "safeswitch", "dro", "comparison")
 #: Exit status of `interp report` when the organism does not behave as its card says.
 EXIT_BEHAVIOUR_MISMATCH = 3
 
@@ -226,6 +226,11 @@ def _run_section(
             from interp.report.dro import add_dro
 
             add_dro(report, model, info, sets, train=train or None)
+        elif name == "comparison":
+            # After the method sections: it reuses what they fitted (report.fitted).
+            from interp.report.comparison import add_comparison
+
+            add_comparison(report, model, info, sets, max_new_tokens=args.max_new_tokens)
     except InterpError as err:
         logging.getLogger("interp.cli").warning("section %s skipped: %s", name, err)
         report.add(name, f"<p>Skipped: {html.escape(str(err))}</p>", {name: {"skipped": str(err)}})

@@ -45,6 +45,8 @@ def test_section_writes_the_metrics_block(tiny_model_dirs, tmp_path):
     )
     block = report.metrics["refusal_direction"]
     assert block is metrics
+    # The comparison section reuses what this section fitted.
+    assert report.fitted["refusal_direction"]["direction"].layer == block["layer"]
     for key in (
         "layer",
         "position",

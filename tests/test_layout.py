@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Each component of the package and its layer; a module may import its own component or a
 #: component of a lower layer, never one beside or above it. A new module must be placed here.
-LAYERS: dict[str, int] = {
+LAYERS: dict[str, float] = {
     "interp._version": 0,
     "interp.errors": 0,
     "interp.sites": 1,
@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "interp.dro": 8,
     "interp.safeinfer": 8,
     "interp.cast": 8,
+    # Above the method packages (it adapts them), below the report (which shows it).
+    "interp.comparison": 8.5,
     "interp.report": 9,
     "interp": 10,
     "interp.cli": 11,

@@ -1,5 +1,7 @@
-"""Refusal judges and the one evaluation loop (generate -> judge -> rate per condition x kind)."""
+"""Refusal judges, the one evaluation loop, rate intervals and KL / CE against the base model."""
 
+from interp.evaluation.fidelity import completion_ce, mean_kl, next_token_logprobs
+from interp.evaluation.intervals import bootstrap_interval
 from interp.evaluation.judges import ARDITI_PHRASES, DRO_RULES, Judge, SubstringJudge, refusal_rate
 from interp.evaluation.rates import BASELINE_CONDITIONS, judge_warnings, refusal_rates
 
@@ -9,7 +11,11 @@ __all__ = [
     "DRO_RULES",
     "Judge",
     "SubstringJudge",
+    "bootstrap_interval",
+    "completion_ce",
     "judge_warnings",
+    "mean_kl",
+    "next_token_logprobs",
     "refusal_rate",
     "refusal_rates",
 ]

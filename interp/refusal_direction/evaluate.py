@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp.activations import batches
 from interp.chat import encode
 from interp.data.promptset import texts_of
 from interp.directions import Direction
 from interp.evaluation import Judge, SubstringJudge
+from interp.evaluation.fidelity import completion_ce, mean_kl, next_token_logprobs
 from interp.generation import generate
 from interp.interventions.ablation import DirectionalAblation
 from interp.interventions.actadd import ActAdd
@@ -60,53 +60,6 @@ class DirectionEvaluation:
 
 def _texts(prompts: Sequence[str] | Any) -> list[str]:
     return texts_of(prompts)
-
-
-@torch.no_grad()
-def _last_logprobs(
-    model: TransformerBridge, texts: Sequence[str], system: str | None, bs: int
-) -> torch.Tensor:
-    parts = []
-    for _, batch in batches(model, texts, system, bs):
-        batch = batch.to(model.cfg.device)
-        logits = model(batch.tokens, attention_mask=batch.attention_mask)[:, -1]
-        parts.append(torch.log_softmax(logits.double(), -1).cpu())
-    return torch.cat(parts)
-
-
-@torch.no_grad()
-def _completion_ce(
-    model: TransformerBridge,
-    texts: Sequence[str],
-    completions: Sequence[Sequence[int]],
-    system: str | None,
-    batch_size: int,
-) -> float:
-    """Mean per-token cross-entropy of `completions` given their prompts (teacher forced)."""
-    nll, count = 0.0, 0
-    pad = int(model.tokenizer.pad_token_id or 0)
-    for start in range(0, len(texts), batch_size):
-        batch = encode(model, texts[start : start + batch_size], system)
-        comp = completions[start : start + batch_size]
-        rows = [
-            batch.tokens[i][batch.attention_mask[i].bool()].tolist() + list(c)
-            for i, c in enumerate(comp)
-        ]
-        width = max(len(r) for r in rows)
-        tokens = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(tokens)
-        target = torch.zeros_like(tokens, dtype=torch.bool)
-        for i, (row, c) in enumerate(zip(rows, comp, strict=True)):
-            tokens[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
-            if c:
-                target[i, width - len(c) :] = True
-        device = model.cfg.device
-        logits = model(tokens.to(device), attention_mask=mask.to(device)).double().cpu()
-        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, tokens[:, 1:, None])[..., 0]
-        nll -= float(logp[target[:, 1:]].sum())
-        count += int(target[:, 1:].sum())
-    return nll / max(count, 1)
 
 
 @torch.no_grad()
@@ -171,7 +124,7 @@ def evaluate_direction(
     ce: dict[str, float] = {}
     harmless = _texts(prompt_sets["harmless"]) if "harmless" in prompt_sets else []
     base_completions: Sequence[Sequence[int]] = ()
-    base_logp = _last_logprobs(model, harmless, system, batch_size) if harmless else None
+    base_logp = next_token_logprobs(model, harmless, system, batch_size) if harmless else None
     for condition, (target, items) in setups.items():
         ctx: AbstractContextManager[Any] = apply(target, *items) if items else nullcontext()
         with ctx:
@@ -189,9 +142,9 @@ def evaluate_direction(
                 if condition == "base" and kind == "harmless":
                     base_completions = out.tokens
             if base_logp is not None:
-                logp = _last_logprobs(target, harmless, system, batch_size)
-                kl[condition] = float((base_logp.exp() * (base_logp - logp)).sum(-1).mean())
-                ce[condition] = _completion_ce(
+                logp = next_token_logprobs(target, harmless, system, batch_size)
+                kl[condition] = mean_kl(base_logp, logp)
+                ce[condition] = completion_ce(
                     target, harmless, base_completions, system, batch_size
                 )
     sample = [t for p in prompt_sets.values() for t in _texts(p)[:8]]

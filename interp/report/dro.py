@@ -203,5 +203,6 @@ def add_dro(
         + report.figure_html(dro_loss_figure(soft.history_))
     )
     metrics = {"dro": block}
+    report.fitted["dro"] = soft
     report.add("DRO", body, metrics)
     return metrics

@@ -46,11 +46,15 @@ class Report:
         title: Page title.
         metrics: The content of `metrics.json`.
         sections: (heading, html) pairs in page order.
+        fitted: section -> what it fitted (a direction, a SafeSwitch, a soft prompt), so that
+            a later section (the comparison) reuses it instead of fitting it again; never
+            written to disk.
     """
 
     title: str
     metrics: dict[str, Any] = field(default_factory=dict)
     sections: list[tuple[str, str]] = field(default_factory=list)
+    fitted: dict[str, Any] = field(default_factory=dict, repr=False)
     _has_plotly: bool = False
 
     def warn(self, message: str) -> None:

@@ -221,6 +221,11 @@ def add_refusal_direction(
             batch_size=batch_size,
         )
     metrics = direction_metrics(selection, evaluation)
+    report.fitted["refusal_direction"] = {
+        "direction": selection.direction,
+        "actadd_coeff": evaluation.actadd_coeff,
+        "actadd_layer": evaluation.actadd_layer,
+    }
     body = _body(report, selection, evaluation, test, int(options.get("n_examples", 2)))
     report.add("Refusal direction", body, {"refusal_direction": metrics})
     return metrics

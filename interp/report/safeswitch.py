@@ -192,6 +192,7 @@ def add_safeswitch(
             model, switch, test, max_new_tokens=max_new_tokens, batch_size=batch_size
         )
     metrics = safeswitch_metrics(evaluation, switch, model)
+    report.fitted["safeswitch"] = switch
     report.add(
         "SafeSwitch", _body(report, evaluation, metrics, n_examples), {"safeswitch": metrics}
     )
