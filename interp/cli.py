@@ -228,7 +228,7 @@ def _run_section(
             add_dro(report, model, info, sets, train=train or None)
     except InterpError as err:
         logging.getLogger("interp.cli").warning("section %s skipped: %s", name, err)
-        report.add(name, f"<p>Skipped: {html.escape(str(err))}</p>", {name: {"skipped": str(err)}})
+        report.skip(name, name, str(err))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
