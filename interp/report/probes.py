@@ -121,7 +121,7 @@ def _transfer(data: ConditionData, sweep: Any) -> dict[str, float]:
 
 def _prober_metrics(
     model: TransformerBridge, data: ConditionData, seed: int, max_new_tokens: int, minimum: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Fit the SafeSwitch prober on half the queries and score it on the other half.
 
     Raises:
@@ -134,14 +134,15 @@ def _prober_metrics(
     train, test = order[: len(order) // 2], order[len(order) // 2 :]
     harmful = np.asarray(data.labels)
     complied = np.asarray(feats.complied)
+    counts = {
+        "compliant answers": int(complied[train].sum()),
+        "refusals": int(len(train) - complied[train].sum()),
+        "harmful queries": int(harmful[train].sum()),
+        "harmless queries": int(len(train) - harmful[train].sum()),
+    }
     require_per_class(
         "the SafeSwitch prober (training half: the model's own greedy answers)",
-        {
-            "compliant answers": int(complied[train].sum()),
-            "refusals": int(len(train) - complied[train].sum()),
-            "harmful queries": int(harmful[train].sum()),
-            "harmless queries": int(len(train) - harmful[train].sum()),
-        },
+        counts,
         minimum=minimum,
         fix="Pass more prompts of the kinds the model refuses and answers.",
     )
@@ -155,7 +156,7 @@ def _prober_metrics(
         responses=tuple(feats.responses[i] for i in test),
         n_decode=feats.n_decode,
     )
-    return prober.evaluate(sub, harmful[test])
+    return {**prober.evaluate(sub, harmful[test]), "n_train": counts, "min_per_class": minimum}
 
 
 def _refusal_counts(data: ConditionData) -> dict[str, int]:
