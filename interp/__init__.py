@@ -41,6 +41,7 @@ from interp.directions import Direction, diff_in_means
 from interp.evaluation import SubstringJudge, refusal_rate
 from interp.generation import Completions, generate
 from interp.interventions import ActAdd, DirectionalAblation, apply, orthogonalize
+from interp.min_samples import MIN_PER_CLASS
 from interp.model import ModelInfo, load_model, model_info
 from interp.probes import LinearProbe, fit_probes_per_layer
 from interp.projection import PCA, UMAP
@@ -48,6 +49,7 @@ from interp.sites import Site
 from interp.store import ActivationStore, cache_activations
 
 __all__ = [
+    "MIN_PER_CLASS",
     "PCA",
     "SAFETY_PROMPTS",
     "UMAP",

@@ -189,9 +189,11 @@ def _run_section(
     """Add one section; a failure that depends on the model's behaviour becomes a note.
 
     A section can be impossible for a given model (a model that never refuses has no refusal
-    direction and nothing for a refusal head to learn). The report then says why, under
-    ``metrics[name] = {"skipped": reason}``, and the other sections still run. Bugs (anything
-    that is not an `InterpError`) still raise.
+    direction and nothing for a refusal head to learn; one with fewer than
+    `interp.MIN_PER_CLASS` refusals gives too few to learn from). The report then says why in
+    a warning box at the top of the section and in the page's warnings, under
+    ``metrics[name] = {"skipped": reason}`` and ``metrics["skipped"][name]``, and the other
+    sections still run. Bugs (anything that is not an `InterpError`) still raise.
     """
     from interp.errors import InterpError
     from interp.report import add_baseline
@@ -233,7 +235,7 @@ def _run_section(
             add_comparison(report, model, info, sets, max_new_tokens=args.max_new_tokens)
     except InterpError as err:
         logging.getLogger("interp.cli").warning("section %s skipped: %s", name, err)
-        report.add(name, f"<p>Skipped: {html.escape(str(err))}</p>", {name: {"skipped": str(err)}})
+        report.skip(name, name, str(err))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

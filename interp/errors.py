@@ -103,3 +103,28 @@ class ControlTokenError(InterpError, ValueError):
 
 class EmptyUserSpanError(InterpError, ValueError):
     """A prompt has no user-content tokens to pool over (``positions=["mean_user"]``)."""
+
+
+class TooFewExamplesError(InterpError, ValueError):
+    """Something learned from the model's own behaviour has too few examples of a class.
+
+    Refusal tokens, the refusal head's targets, the SafeSwitch prober's compliance labels,
+    DRO's refusal labels and the refusal-direction scoring prompts all need at least
+    `interp.min_samples.MIN_PER_CLASS` examples of each class; below that, a fitted number
+    would be noise presented as a measurement.
+
+    Attributes:
+        what: What was being fitted or selected.
+        counts: class -> number of examples found.
+        minimum: The examples per class required.
+    """
+
+    def __init__(self, what: str, counts: dict[str, int], minimum: int, fix: str) -> None:
+        self.what = what
+        self.counts = dict(counts)
+        self.minimum = minimum
+        found = ", ".join(f"{n} {name}" for name, n in self.counts.items())
+        super().__init__(
+            f"too few examples for {what}: {found}; at least {minimum} of each class are "
+            f"needed (interp.MIN_PER_CLASS). {fix}"
+        )

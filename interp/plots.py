@@ -78,11 +78,17 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 
 def probe_accuracy_figure(
-    sweeps: ProbeSweep | Mapping[str, ProbeSweep], *, title: str = "Linear probe accuracy by layer"
+    sweeps: ProbeSweep | Mapping[str, ProbeSweep],
+    *,
+    title: str = "Linear probe accuracy by layer",
+    controls: Mapping[str, float] | None = None,
 ) -> go.Figure:
     """Held-out accuracy per layer with bootstrap bands, one line per condition.
 
-    The best layer of the first sweep is marked with a dashed vertical line.
+    The best layer of the first sweep is marked with a dashed vertical line. Each entry of
+    `controls` (name -> held-out accuracy of a control probe, e.g. a bag-of-embeddings or a
+    label-shuffled probe) is drawn as a horizontal dotted line across every layer, so that a
+    layer's accuracy can be read against what the control reaches.
     """
     named = {"probe": sweeps} if isinstance(sweeps, ProbeSweep) else dict(sweeps)
     fig = go.Figure()
@@ -116,11 +122,22 @@ def probe_accuracy_figure(
         marker={"symbol": "star", "size": 14, "color": "#111"},
         name=f"best layer {first.best_layer} ({first.best_accuracy:.3f})",
     )
+    span = [min(first.layers), max(first.layers)]
+    for i, (name, value) in enumerate((controls or {}).items()):
+        fig.add_scatter(
+            x=span,
+            y=[value, value],
+            mode="lines",
+            line={"color": ("#444", "#999")[i % 2], "dash": ("dot", "dashdot")[i % 2]},
+            name=f"{name} ({value:.3f})",
+            meta="control",
+        )
+    low = min([0.4, *[v - 0.05 for v in (controls or {}).values()]])
     return style(
         fig,
         title,
         xaxis={"title": "layer"},
-        yaxis={"title": "held-out accuracy", "range": [0.4, 1.02]},
+        yaxis={"title": "held-out accuracy", "range": [max(0.0, low), 1.02]},
     )
 
 

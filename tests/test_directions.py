@@ -7,7 +7,7 @@ import torch
 
 import interp
 from interp.directions import Candidates, Direction, DirectionError, diff_in_means
-from interp.errors import ArtifactMismatchError, EmptyPromptSetError, SiteError
+from interp.errors import ArtifactMismatchError, EmptyPromptSetError, SiteError, TooFewExamplesError
 from interp.refusal_direction import (
     ScoreTable,
     SelectionConfig,
@@ -142,11 +142,14 @@ class _NoneRefuse(_AllRefuse):
 def test_refusal_tokens_come_from_the_models_own_responses(tiny_bridge):
     completions = interp.generate(tiny_bridge, HARMFUL, max_new_tokens=4)
     tokens = refusal_tokens(
-        tiny_bridge, HARMFUL, judge=_AllRefuse(), max_new_tokens=4, min_share=0.0
+        tiny_bridge, HARMFUL, judge=_AllRefuse(), max_new_tokens=4, min_share=0.0, min_per_class=1
     )
     assert set(tokens) == {c[0] for c in completions.tokens if c}
     with pytest.raises(DirectionError, match="refused none"):
         refusal_tokens(tiny_bridge, HARMFUL, judge=_NoneRefuse(), max_new_tokens=2)
+    # Three refusals are below the minimum: refused, with what, how many and the minimum.
+    with pytest.raises(TooFewExamplesError, match="3 refusals of 3 harmful prompts.*at least 20"):
+        refusal_tokens(tiny_bridge, HARMFUL, judge=_AllRefuse(), max_new_tokens=2)
 
 
 def _table(bypass, induce, kl, layers=(0, 1, 2, 3, 4)):
@@ -213,7 +216,9 @@ def test_pareto_front_is_non_dominated():
 def test_score_candidates_shapes_and_nan_for_zero_candidates(tiny_bridge):
     cands = diff_in_means(tiny_bridge, HARMFUL, HARMLESS)
     tokens = (5, 6)
-    table = score_candidates(tiny_bridge, cands, HARMFUL, HARMLESS, tokens, batch_size=2)
+    table = score_candidates(
+        tiny_bridge, cands, HARMFUL, HARMLESS, tokens, batch_size=2, min_per_class=1
+    )
     assert table.bypass.shape == cands.vectors.shape[:2]
     # Layer 0 inputs at eoi tokens are the same embeddings for every prompt: zero candidates.
     assert torch.isnan(table.bypass[0]).all()

@@ -42,6 +42,7 @@ def test_section_writes_the_metrics_block(tiny_model_dirs, tmp_path):
         selection=loose,
         max_new_tokens=4,
         positions=("last",),
+        min_per_class=1,
     )
     block = report.metrics["refusal_direction"]
     assert block is metrics

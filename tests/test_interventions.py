@@ -210,6 +210,6 @@ def test_explorer_widget_builds(tiny_model_dirs):
     ipywidgets = pytest.importorskip("ipywidgets")
     model = interp.load_model(tiny_model_dirs["llama"])
     cands = interp.directions.diff_in_means(model, PROMPTS, ["Hello", "Bye", "Tea?"])
-    table = score_candidates(model, cands, PROMPTS, ["Hello", "Bye", "Tea?"], [5])
+    table = score_candidates(model, cands, PROMPTS, ["Hello", "Bye", "Tea?"], [5], min_per_class=1)
     box = explorer_widget(model, table, prompt="Hi")
     assert isinstance(box, ipywidgets.VBox)

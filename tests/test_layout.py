@@ -15,6 +15,7 @@ LAYERS: dict[str, float] = {
     "interp._version": 0,
     "interp.errors": 0,
     "interp.sites": 1,
+    "interp.min_samples": 1,
     "interp.data": 1,
     "interp.testing": 1,
     "interp.chat": 2,

@@ -32,6 +32,7 @@ from interp.data.promptset import texts_of
 from interp.errors import NotFittedError, SingleKindError, UnknownSafetyPromptError
 from interp.evaluation import Judge, SubstringJudge
 from interp.generation import decode_with_states
+from interp.min_samples import MIN_PER_CLASS, require_per_class
 from interp.probes import as_tensor, check_inputs
 from interp.projection import PCA
 from interp.sites import Site
@@ -217,6 +218,7 @@ def collect_anchor_data(
     judge: Judge | None = None,
     batch_size: int = 64,
     seed: int = 0,
+    min_per_class: int = MIN_PER_CLASS,
 ) -> AnchorData:
     """Measure f(x, s) and the sampled refusal rate of each query under each condition.
 
@@ -231,9 +233,15 @@ def collect_anchor_data(
         judge: Refusal judge (DRO's substring rules by default).
         batch_size: Sequences per forward pass.
         seed: Seed of the sampling (condition i uses seed + i).
+        min_per_class: Sampled responses required of each label, refusals and compliant
+            answers over all conditions (`interp.MIN_PER_CLASS` by default).
 
     Returns:
         The states and refusal rates.
+
+    Raises:
+        TooFewExamplesError: Fewer than `min_per_class` sampled refusals or compliant answers:
+            the refusal model of the anchor space would be fitted on noise.
     """
     texts, labels = split_kinds(harmful, harmless)
     for cond in conditions:
@@ -247,6 +255,15 @@ def collect_anchor_data(
             model, texts, system, n_samples=n_samples, max_new_tokens=max_new_tokens,
             temperature=temperature, judge=judge, batch_size=batch_size, seed=seed + i,
         )  # fmt: skip
+    n_refused = round(float(sum(r.sum() for r in refusal.values())) * n_samples)
+    n_total = len(texts) * len(conditions) * n_samples
+    require_per_class(
+        "DRO's refusal labels (sampled responses of the anchor queries)",
+        {"refusals": n_refused, "compliant answers": n_total - n_refused},
+        minimum=min_per_class,
+        fix="Pass more anchor queries (or more samples per query) of the kinds the model "
+        "refuses and answers.",
+    )
     return AnchorData(tuple(texts), tuple(labels), states, refusal, n_samples)
 
 

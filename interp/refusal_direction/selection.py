@@ -34,6 +34,7 @@ from interp.directions import Candidates, Direction, DirectionError
 from interp.evaluation import Judge, SubstringJudge
 from interp.generation import generate
 from interp.interventions import ActAdd, DirectionalAblation, apply
+from interp.min_samples import MIN_PER_CLASS, require_per_class
 
 __all__ = [
     "ScoreTable",
@@ -56,6 +57,7 @@ def refusal_tokens(
     max_new_tokens: int = 24,
     min_share: float = 0.05,
     batch_size: int = 32,
+    min_per_class: int = MIN_PER_CLASS,
 ) -> tuple[int, ...]:
     """The first tokens of the model's own greedy refusals to `harmful` prompts.
 
@@ -67,12 +69,14 @@ def refusal_tokens(
         max_new_tokens: Response length given to the judge.
         min_share: Keep first tokens that start at least this share of the refusals.
         batch_size: Prompts per forward pass.
+        min_per_class: Refusals required (`interp.MIN_PER_CLASS` by default).
 
     Returns:
         Token ids, most frequent first.
 
     Raises:
         DirectionError: The model refused none of the prompts.
+        TooFewExamplesError: It refused fewer than `min_per_class` of them.
     """
     chosen = judge if judge is not None else SubstringJudge("dro")
     out = generate(
@@ -86,6 +90,12 @@ def refusal_tokens(
             "refusal tokens to score with; use prompts it refuses or pass refusal tokens explicitly"
         )
     total = sum(firsts.values())
+    require_per_class(
+        "the refusal tokens (first tokens of the model's own refusals)",
+        {f"refusals of {len(out.texts)} harmful prompts": total},
+        minimum=min_per_class,
+        fix="Pass more harmful prompts that the model refuses, or the refusal tokens explicitly.",
+    )
     return tuple(tok for tok, n in firsts.most_common() if n / total >= min_share)
 
 
@@ -208,6 +218,7 @@ def score_candidates(
     system: str | None = None,
     batch_size: int = 32,
     progress: bool = False,
+    min_per_class: int = MIN_PER_CLASS,
 ) -> ScoreTable:
     """Bypass, induce and KL scores of every candidate on validation prompts.
 
@@ -222,12 +233,22 @@ def score_candidates(
         system: System prompt used when rendering.
         batch_size: Prompts per forward pass.
         progress: Show a progress bar over candidates.
+        min_per_class: Validation prompts required of each kind (`interp.MIN_PER_CLASS`).
 
     Returns:
         The full score table.
+
+    Raises:
+        TooFewExamplesError: Fewer than `min_per_class` harmful or harmless prompts.
     """
     harm_texts = texts_of(harmful)
     safe_texts = texts_of(harmless)
+    require_per_class(
+        "selecting the refusal direction (validation prompts per kind)",
+        {"harmful": len(harm_texts), "harmless": len(safe_texts)},
+        minimum=min_per_class,
+        fix="Pass more validation prompts of each kind.",
+    )
     harm = [b for _, b in batches(model, harm_texts, system, batch_size)]
     safe = [b for _, b in batches(model, safe_texts, system, batch_size)]
     base_harm = torch.cat([refusal_score(_last_logits(model, b), tokens) for b in harm])

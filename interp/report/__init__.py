@@ -6,6 +6,15 @@ public API, appends its section and merges its `metrics.json` keys. Nothing outs
 package and the CLI imports it.
 """
 
+from interp.report.judged import judged_examples_html, judged_table_html
 from interp.report.page import BASELINE_CONDITIONS, Report, add_baseline, model_metrics, table_html
 
-__all__ = ["BASELINE_CONDITIONS", "Report", "add_baseline", "model_metrics", "table_html"]
+__all__ = [
+    "BASELINE_CONDITIONS",
+    "Report",
+    "add_baseline",
+    "judged_examples_html",
+    "judged_table_html",
+    "model_metrics",
+    "table_html",
+]

@@ -35,7 +35,10 @@ from interp.dro import (
     dro_shift_figure,
     evaluate_soft_prompt,
 )
+from interp.errors import TooFewExamplesError
+from interp.min_samples import MIN_PER_CLASS
 from interp.model import ModelInfo
+from interp.report.judged import judged_examples_html
 from interp.report.page import table_html
 
 __all__ = ["DRO_SECTION_DEFAULTS", "add_dro"]
@@ -103,6 +106,24 @@ def _table(refusal: Mapping[str, Mapping[str, float]], init: str) -> str:
     return table_html(rows, header)
 
 
+def _judged(evaluation: Any, test_sets: Mapping[str, list[str]], init: str) -> str:
+    """The judge's verdicts on the held-out answers, one block per condition."""
+    names = {"none": "no prompt", "human": f"human ({init})", "dro": "DRO"}
+    blocks = []
+    for cond, answers in evaluation.responses.items():
+        responses: dict[str, list[str]] = {k: [] for k in test_sets}
+        refused: dict[str, list[bool]] = {k: [] for k in test_sets}
+        for kind, answer, flag in zip(
+            evaluation.kinds, answers, evaluation.refused[cond], strict=True
+        ):
+            responses[kind].append(answer)
+            refused[kind].append(bool(flag))
+        blocks.append(
+            judged_examples_html(names.get(cond, cond), "dro", test_sets, responses, refused)
+        )
+    return "".join(blocks)
+
+
 def add_dro(
     report: Any,
     model: TransformerBridge,
@@ -121,6 +142,7 @@ def add_dro(
     max_new_tokens: int = DRO_SECTION_DEFAULTS["max_new_tokens"],
     seed: int = 0,
     save_to: str | Path | None = None,
+    min_per_class: int = MIN_PER_CLASS,
 ) -> dict[str, Any]:
     """Train a DRO soft prompt, evaluate it on held-out prompts and append the section.
 
@@ -144,18 +166,25 @@ def add_dro(
         max_new_tokens: Length of the greedy evaluation responses.
         seed: Seed of the sampling, the training subset and the shuffling.
         save_to: Optional path prefix to save the soft prompt (safetensors + JSON).
+        min_per_class: Sampled refusals and compliant answers the anchor's refusal model
+            needs of each (`interp.MIN_PER_CLASS`); below it the section is skipped.
 
     Returns:
-        The metrics added to the report (`{"dro": ...}`).
+        The metrics added to the report (`{"dro": ...}`; `{"dro": {"skipped": reason}}`
+        when the model gives too few refusals or compliant answers to learn from).
     """
     start = time.perf_counter()
     with report.timed("dro"):
         train_sets, test_sets = _training_sets(prompt_sets, train, n_train, seed)
         refuse, answer = _by_label(train_sets)
-        data = collect_anchor_data(
-            model, refuse, answer,
-            conditions=conditions, n_samples=n_samples, max_new_tokens=label_tokens, seed=seed,
-        )  # fmt: skip
+        try:
+            data = collect_anchor_data(
+                model, refuse, answer, conditions=conditions, n_samples=n_samples,
+                max_new_tokens=label_tokens, seed=seed, min_per_class=min_per_class,
+            )  # fmt: skip
+        except TooFewExamplesError as err:
+            logger.warning("DRO skipped: %s", err)
+            return {"dro": report.skip("dro", "DRO", str(err))}
         anchor = AnchorSpace().fit(*data.stacked())
         fit_start = time.perf_counter()
         soft = SoftPrompt(init, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
@@ -201,6 +230,8 @@ def add_dro(
         )
         + report.figure_html(dro_shift_figure(evaluation.shift))
         + report.figure_html(dro_loss_figure(soft.history_))
+        + "<h3>The judge's verdicts on the held-out answers</h3>"
+        + _judged(evaluation, test_sets, init)
     )
     metrics = {"dro": block}
     report.fitted["dro"] = soft

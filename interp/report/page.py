@@ -23,8 +23,15 @@ import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.chat import default_system_prompt
-from interp.evaluation import BASELINE_CONDITIONS, judge_warnings, refusal_rates
+from interp.evaluation import (
+    BASELINE_CONDITIONS,
+    Judge,
+    SubstringJudge,
+    judge_warnings,
+    refusal_rates,
+)
 from interp.model import ModelInfo
+from interp.report.judged import judged_table_html
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,41 @@ class Report:
         self._has_plotly = True
         return str(out)
 
+    def skip_part(self, key: str, what: str, reason: str) -> str:
+        """Record that `what` (a part of a section) was not measured; returns its warning box.
+
+        The reason joins the page's warnings list and `metrics["skipped"][key]`; the caller
+        puts the returned box at the top of its section.
+        """
+        self.warn(f"{what} skipped: {reason}")
+        self.metrics.setdefault("skipped", {})[key] = reason
+        return (
+            "<div class='warnings skipped' role='alert'>"
+            f"<h3>Skipped: {html.escape(what)} (no result is shown)</h3>"
+            f"<p>{html.escape(reason)}</p></div>"
+        )
+
+    def skip(self, key: str, heading: str, reason: str, body_html: str = "") -> dict[str, str]:
+        """Append a section that could not be measured, with its reason shown prominently.
+
+        The reason heads the section in a warning box, joins the page's warnings list, and is
+        recorded twice in the metrics: `metrics[key] = {"skipped": reason}` and
+        `metrics["skipped"][key] = reason`. No number of the section is shown.
+
+        Args:
+            key: The metrics key of the section (e.g. `"safeswitch"`).
+            heading: The section heading.
+            reason: Why it was skipped, and what to do about it.
+            body_html: Optional content shown under the box (e.g. the judged answers).
+
+        Returns:
+            The section's metrics block, `{"skipped": reason}`.
+        """
+        box = self.skip_part(key, heading, reason)
+        block = {"skipped": reason}
+        self.add(heading, box + body_html, {key: block})
+        return block
+
     def add(self, heading: str, body_html: str, metrics: Mapping[str, Any] | None = None) -> None:
         """Append a section and merge its metrics keys."""
         self.sections.append((heading, body_html))
@@ -123,7 +165,8 @@ _CSS = (
     "text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}"
     "pre{white-space:pre-wrap;background:#f8f8f8;padding:6px}"
     ".warnings{border:2px solid #b00;background:#fff0f0;padding:0 1em;margin:1em 0}"
-    ".warnings h2{color:#b00}"
+    ".warnings h2,.warnings h3{color:#b00}"
+    "details{margin:.5em 0}details pre{margin:2px 0}"
 )
 
 
@@ -187,11 +230,17 @@ def add_baseline(
     *,
     conditions: Sequence[str] = BASELINE_CONDITIONS,
     max_new_tokens: int = 32,
+    judge: Judge | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Measure the baseline and append its section; returns condition -> kind -> rate."""
+    """Measure the baseline and append its section; returns condition -> kind -> rate.
+
+    Under the table, each condition lists a sample of the answers the judge called refusals
+    and of those it called compliant (`interp.report.judged`).
+    """
+    chosen: Judge = judge if judge is not None else SubstringJudge("dro")
     with report.timed("baseline"):
         rates, responses = refusal_rates(
-            model, prompt_sets, conditions=conditions, max_new_tokens=max_new_tokens
+            model, prompt_sets, conditions=conditions, max_new_tokens=max_new_tokens, judge=chosen
         )
     kinds = list(prompt_sets)
     names = condition_names(model, conditions)
@@ -206,7 +255,7 @@ def add_baseline(
         )
     counts = ", ".join(f"{k}: {len(v)}" for k, v in prompt_sets.items())
     body = (
-        f"<p>Refusal rate (DRO substring judge) with greedy decoding, {max_new_tokens} new "
+        f"<p>Refusal rate (judge <code>{html.escape(chosen.name)}</code>) with greedy decoding, {max_new_tokens} new "
         f"tokens; prompts per kind: {counts}. Conditions: {html.escape(names['none'])} "
         "(condition <code>none</code>) and each human safety prompt by name.</p>"
         + (
@@ -220,6 +269,8 @@ def add_baseline(
         + report.figure_html(baseline_figure(rates))
         + f"<h3>Example responses ({html.escape(names['none'])})</h3>"
         + "".join(examples)
+        + "<h3>The judge's verdicts, by condition</h3>"
+        + judged_table_html(chosen, {k: list(v) for k, v in prompt_sets.items()}, responses, names)
     )
     report.add(
         "Baseline: refusal by condition and kind",

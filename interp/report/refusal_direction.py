@@ -19,6 +19,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp.data import split_by_kind, texts_of
 from interp.directions import DirectionError, diff_in_means
+from interp.errors import TooFewExamplesError
+from interp.evaluation import SubstringJudge
+from interp.min_samples import MIN_PER_CLASS
 from interp.model import ModelInfo
 from interp.refusal_direction import (
     CONDITIONS,
@@ -34,6 +37,7 @@ from interp.refusal_direction import (
     score_heatmaps,
     select_direction,
 )
+from interp.report.judged import judged_table_html
 from interp.report.page import Report, table_html
 
 __all__ = ["add_refusal_direction", "direction_metrics"]
@@ -157,6 +161,12 @@ def _body(
         + report.figure_html(rates_figure(evaluation.refusal_rate))
         + "<h3>Example generations</h3>"
         + _examples(evaluation, test, n)
+        + "<h3>The judge's verdicts, by condition</h3>"
+        + judged_table_html(
+            SubstringJudge("dro"),
+            {k: texts_of(v) for k, v in test.items()},
+            evaluation.responses,
+        )
     )
 
 
@@ -179,17 +189,34 @@ def add_refusal_direction(
             harmful and harmless sets are split 50/25/25 by `interp.data.split_by_kind`), `system`, `stream`
             (`resid_pre`), `positions` (`("eoi",)`), `selection` (`SelectionConfig`),
             `actadd_coeff` (1.0), `refusal_tokens` (derived from the model's refusals),
-            `max_new_tokens` (32), `batch_size` (32), `n_examples` (2).
+            `max_new_tokens` (32), `batch_size` (32), `n_examples` (2), `min_per_class`
+            (`interp.MIN_PER_CLASS`: refusals needed for the refusal tokens, and validation
+            prompts of each kind for the selection).
 
     Returns:
-        The `refusal_direction` metrics block.
+        The `refusal_direction` metrics block, or `{"skipped": reason}` when there are too
+        few refusals or validation prompts (the section then shows the reason, no number).
     """
+    try:
+        return _measure(report, model, prompt_sets, options)
+    except TooFewExamplesError as err:
+        logger.warning("refusal direction skipped: %s", err)
+        return report.skip("refusal_direction", "Refusal direction", str(err))
+
+
+def _measure(
+    report: Report,
+    model: TransformerBridge,
+    prompt_sets: Mapping[str, Prompts],
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
     train, val, test = _stages(prompt_sets, options)
     system = options.get("system")
     batch_size = int(options.get("batch_size", 32))
+    minimum = int(options.get("min_per_class", MIN_PER_CLASS))
     with report.timed("refusal_direction_select"):
         tokens = options.get("refusal_tokens") or refusal_tokens(
-            model, train["harmful"], system=system, batch_size=batch_size
+            model, train["harmful"], system=system, batch_size=batch_size, min_per_class=minimum
         )
         candidates = diff_in_means(
             model,
@@ -208,6 +235,7 @@ def add_refusal_direction(
             tokens,
             system=system,
             batch_size=batch_size,
+            min_per_class=minimum,
         )
         selection = _select(table, options.get("selection") or SelectionConfig())
     with report.timed("refusal_direction_evaluate"):
@@ -219,6 +247,7 @@ def add_refusal_direction(
             system=system,
             max_new_tokens=int(options.get("max_new_tokens", 32)),
             batch_size=batch_size,
+            judge=SubstringJudge("dro"),
         )
     metrics = direction_metrics(selection, evaluation)
     report.fitted["refusal_direction"] = {

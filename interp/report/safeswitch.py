@@ -17,9 +17,12 @@ from typing import Any
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.data import HARMFUL_KINDS, split_by_kind, texts_of
-from interp.errors import EmptyTrainingSetError
+from interp.errors import EmptyTrainingSetError, TooFewExamplesError
+from interp.evaluation import SubstringJudge
+from interp.min_samples import MIN_PER_CLASS
 from interp.model import ModelInfo
 from interp.probes import SingleClassError
+from interp.report.judged import judged_table_html
 from interp.report.page import Report, table_html
 from interp.safeswitch import (
     SAFESWITCH_METHODS,
@@ -107,6 +110,8 @@ def _body(report: Report, evaluation: SafeSwitchEvaluation, metrics: dict[str, A
         + report.figure_html(gate_figure(evaluation))
         + "<h3>Example answers: base vs SafeSwitch</h3>"
         + _examples(evaluation, n)
+        + "<h3>The judge's verdicts, by method</h3>"
+        + judged_table_html(SubstringJudge("dro"), evaluation.prompts, evaluation.responses)
     )
 
 
@@ -114,8 +119,7 @@ def _skip(report: Report, err: Exception) -> dict[str, Any]:
     """Record why SafeSwitch could not be fitted (a model that never refuses, or never complies)."""
     logger.warning("SafeSwitch skipped: %s", err)
     reason = f"SafeSwitch could not be fitted on this model: {err}"
-    report.add("SafeSwitch", f"<p>{html.escape(reason)}</p>", {"safeswitch": {"skipped": reason}})
-    return {"skipped": reason}
+    return report.skip("safeswitch", "SafeSwitch", reason)
 
 
 def _calibrate(
@@ -146,6 +150,7 @@ def add_safeswitch(
     batch_size: int = 64,
     seed: int = 0,
     n_examples: int = 1,
+    min_per_class: int = MIN_PER_CLASS,
 ) -> dict[str, Any]:
     """Fit SafeSwitch, evaluate it against its baselines on the test sets, append the section.
 
@@ -166,10 +171,12 @@ def add_safeswitch(
         batch_size: Prompts per forward pass.
         seed: Seed of the sampling, the prober and the head.
         n_examples: Example answers shown per kind.
+        min_per_class: Refusals and compliant answers the fit needs of each
+            (`interp.MIN_PER_CLASS`; see `fit_safeswitch`).
 
     Returns:
-        The `safeswitch` metrics block (`{"skipped": reason}` when the model gives no refusals
-        or no compliant answers to learn from).
+        The `safeswitch` metrics block (`{"skipped": reason}` when the model gives fewer than
+        `min_per_class` refusals or compliant answers to learn from).
     """
     test: Mapping[str, Prompts] = prompt_sets
     if train is None and switch is None:
@@ -181,16 +188,17 @@ def add_safeswitch(
             try:
                 switch = fit_safeswitch(
                     model, train, system=system, n_per_kind=n_train_per_kind,
-                    batch_size=batch_size, seed=seed,
+                    batch_size=batch_size, seed=seed, min_per_class=min_per_class,
                 )  # fmt: skip
-            except (EmptyTrainingSetError, SingleClassError) as err:
+            except (EmptyTrainingSetError, SingleClassError, TooFewExamplesError) as err:
                 return _skip(report, err)
         if target_fpr is not None and val:
             switch = _calibrate(model, switch, val, target_fpr, batch_size)
     with report.timed("safeswitch_evaluate"):
         evaluation = evaluate_safeswitch(
-            model, switch, test, max_new_tokens=max_new_tokens, batch_size=batch_size
-        )
+            model, switch, test, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            judge=SubstringJudge("dro"),
+        )  # fmt: skip
     metrics = safeswitch_metrics(evaluation, switch, model)
     report.fitted["safeswitch"] = switch
     report.add(

@@ -9,8 +9,10 @@ from typing import Any
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.data.promptset import HARMFUL_KINDS, texts_of
+from interp.min_samples import MIN_PER_CLASS, require_per_class
 from interp.safeswitch.prober import SafeSwitchProber, prober_features
 from interp.safeswitch.refusal_head import RefusalHead
+from interp.safeswitch.refusal_pairs import refusal_pairs
 from interp.safeswitch.switch import SafeSwitch
 
 __all__ = ["fit_safeswitch"]
@@ -36,6 +38,7 @@ def fit_safeswitch(
     max_new_tokens: int = 16,
     batch_size: int = 64,
     seed: int = 0,
+    min_per_class: int = MIN_PER_CLASS,
 ) -> SafeSwitch:
     """Fit the two-stage prober and the refusal head on training prompts of each kind.
 
@@ -49,9 +52,16 @@ def fit_safeswitch(
         max_new_tokens: Length of the greedy answers that give the prober's compliance labels.
         batch_size: Prompts per forward pass.
         seed: Seed of the sampling, the prober and the head.
+        min_per_class: Examples required of each behaviour-derived class: compliant and
+            refused answers (the stage-2 labels), and refusals to train the head on
+            (`interp.MIN_PER_CLASS` by default).
 
     Returns:
         A SafeSwitch with default thresholds (0.5, 0.5).
+
+    Raises:
+        TooFewExamplesError: Fewer than `min_per_class` compliant or refused answers, or
+            fewer refusals under the warning prompt for the head.
     """
     picked = {kind: _sample(p, n_per_kind, seed) for kind, p in train.items()}
     texts = [t for kind in picked for t in picked[kind]]
@@ -59,7 +69,21 @@ def fit_safeswitch(
     feats = prober_features(
         model, texts, system=system, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
+    n_complied = sum(int(c) for c in feats.complied)
+    require_per_class(
+        "the SafeSwitch prober's stage-2 labels (the model's own greedy answers)",
+        {"compliant answers": n_complied, "refusals": len(texts) - n_complied},
+        minimum=min_per_class,
+        fix="Pass more training prompts of the kinds the model refuses (or answers).",
+    )
     prober = SafeSwitchProber(seed=seed).fit(feats.stage1, harmful, feats.stage2, feats.complied)
     requests = [t for t, h in zip(texts, harmful, strict=True) if h]
-    head = RefusalHead(system=system, seed=seed).fit(model, requests)
+    pairs = refusal_pairs(model, requests)
+    require_per_class(
+        "the refusal head's targets (the model's refusals under the warning prompt)",
+        {f"refusals of {len(requests)} harmful prompts": len(pairs)},
+        minimum=min_per_class,
+        fix="Pass more harmful training prompts that the model refuses.",
+    )
+    head = RefusalHead(system=system, seed=seed).fit(model, pairs)
     return SafeSwitch(prober, head, system=system)
