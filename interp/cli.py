@@ -176,6 +176,17 @@ def stage_sets(model: str | Path) -> tuple[dict[str, list[str]], dict[str, list[
     return pick("train"), pick("val")
 
 
+def _public_train(data_dir: Path | None, n_per_kind: int) -> dict[str, list[str]] | None:
+    """Harmful and harmless training prompts for a real model (the public train split)."""
+    if data_dir is None:
+        return None
+    from interp import data
+
+    kinds = ("harmful", "harmless")
+    train = data.public_prompts("train", kinds, data_dir=data_dir, max_per_kind=n_per_kind)
+    return {kind: list(train.filter(kind=kind).texts) for kind in kinds}
+
+
 def _run_section(
     name: str,
     report: Any,
@@ -232,7 +243,14 @@ def _run_section(
             # After the method sections: it reuses what they fitted (report.fitted).
             from interp.report.comparison import add_comparison
 
-            add_comparison(report, model, info, sets, max_new_tokens=args.max_new_tokens)
+            add_comparison(
+                report,
+                model,
+                info,
+                sets,
+                train=train or _public_train(args.data_dir, len(next(iter(sets.values())))),
+                max_new_tokens=args.max_new_tokens,
+            )
     except InterpError as err:
         logging.getLogger("interp.cli").warning("section %s skipped: %s", name, err)
         report.skip(name, name, str(err))

@@ -29,6 +29,7 @@ import torch
 
 import interp
 from interp import organism
+from interp.cast import CAST
 from interp.comparison import (
     COMPARISON_KINDS,
     TABLE_HEADER,
@@ -37,13 +38,16 @@ from interp.comparison import (
     baseline_method,
     compare,
     comparison_figure,
-    decoder_method,  # noqa: F401 - the SafeInfer / CAST cell uses it
+    decoder_method,
+    intervention_method,
     prompt_methods,
     safeswitch_method,
     soft_prompt_method,
 )
 from interp.directions import diff_in_means
 from interp.dro import AnchorSpace, SoftPrompt, collect_anchor_data
+from interp.interventions import DirectionalAblation
+from interp.safeinfer import GuidedDecoding, SafeInfer
 from interp.safeswitch import fit_safeswitch
 from interp.testing import build_tiny_chat_model
 
@@ -95,16 +99,30 @@ methods = [
 ]
 
 # %% [markdown]
-# ## SafeInfer and CAST (filled in by the integrator)
-# Any object with `generate(model, prompts, *, max_new_tokens, ...) -> interp.Completions`
-# (answers in input order) joins the comparison through `decoder_method`, one line each, e.g.
-# `methods.append(decoder_method("safeinfer", "defence", safeinfer))` and
-# `methods.append(decoder_method("cast", "steering", cast))`.
+# ## SafeInfer and CAST
+# **SafeInfer** (`interp.safeinfer`): a function vector from in-context refusals of harmful
+# questions, added after block L/4 at the last position (safety amplification, SA), and
+# decoding that vetoes tokens an "unsafe" copy of the model prefers (sGDS; here the unsafe
+# copy is the same weights with the refusal direction ablated). **CAST** (`interp.cast`): the
+# refusal direction added only to prompts whose state passes a condition threshold chosen by
+# F1. Any object with `generate(model, prompts, *, max_new_tokens, ...) -> interp.Completions`
+# joins the comparison through `decoder_method`, one line each.
 
 # %%
-# >>> SafeInfer and CAST rows go here <<<
-extra: list = []
-methods += extra
+harmful32 = train["harmful"].sample(32, seed=0)
+safeinfer = SafeInfer(
+    n_prompts=32, n_search_prompts=16, search_layers=range(max(1, info.n_layers // 2)), seed=0
+).fit(model, harmful32, direction=direction)
+cast = CAST(direction, coeff=1.0).fit(model, harmful32, train["harmless"].sample(32, seed=0))
+guided = GuidedDecoding(alpha=safeinfer.alpha, unsafe=(DirectionalAblation(direction),))
+methods += [
+    intervention_method("safeinfer_sa", "defence", [safeinfer.amplification()]),
+    decoder_method("safeinfer_sgds", "defence", guided),
+    decoder_method("safeinfer", "defence", safeinfer),
+    decoder_method("cast", "defence", cast),
+]
+print("SafeInfer heads:", safeinfer.heads_[:5], "... SA layer", safeinfer.layer_)
+print(f"CAST condition layer {cast.layer_}, threshold {cast.threshold_:.3f}")
 [(m.name, m.family) for m in methods]
 
 # %% [markdown]

@@ -143,10 +143,19 @@ def test_the_section_on_the_organism_has_every_row_and_says_what_is_missing(mode
         "direction": chosen, "actadd_coeff": 1.0, "actadd_layer": chosen.layer,
     }  # fmt: skip
     report.metrics["safeswitch"] = {"skipped": "no refusals to learn from"}
-    block = add_comparison(report, model, interp.model_info(model), sets, max_new_tokens=8)
+    block = add_comparison(
+        report, model, interp.model_info(model), sets, train=train, max_new_tokens=8
+    )
     expected = ["none", "default", "short", "mistral", "helpful", "warning", "ablation", "actadd"]
+    expected += ["safeinfer_sa", "safeinfer_sgds", "safeinfer", "cast"]
     assert block["order"] == expected
     assert set(block["not_fitted"]) == {"safeswitch", "dro"}
+    # CAST steers only what its condition flags: far less harmless refusal than ActAdd.
+    rates = {m: block["methods"][m]["rates"]["harmless"]["rate"] for m in ("cast", "actadd")}
+    assert rates["cast"] <= 0.1 < rates["actadd"]
+    # Guided decoding has no single next-token distribution: n/a, with the reason.
+    assert block["methods"]["safeinfer_sgds"]["kl_harmless"] is None
+    assert "guided decoding" in block["methods"]["safeinfer_sgds"]["not_applicable"]
     assert "skipped: no refusals" in block["not_fitted"]["safeswitch"]
     heading, body = report.sections[-1]
     assert heading == "Comparison"
@@ -167,7 +176,7 @@ def test_the_cli_runs_the_section_last_and_records_why_it_could_not(model, sets)
     assert cli.SECTIONS[-1] == "comparison"
     report = Report(title="t")
     no_jailbreak = {k: v for k, v in sets.items() if k != "jailbreak"}  # as for a real model
-    args = Namespace(max_new_tokens=4)
+    args = Namespace(max_new_tokens=4, data_dir=None)
     cli._run_section("comparison", report, model, None, no_jailbreak, {}, {}, args)
     assert "missing ['jailbreak']" in report.metrics["comparison"]["skipped"]
     assert "Skipped" in report.sections[-1][1]
@@ -182,7 +191,7 @@ def test_the_fitted_method_adapters_reduce_to_their_prompt_when_they_do_nothing(
     from interp.safeswitch import fit_safeswitch
 
     train = {k: list(organism.prompts("train", k).texts[:8]) for k in COMPARISON_KINDS}
-    switch = fit_safeswitch(model, train, n_per_kind=8, max_new_tokens=8)
+    switch = fit_safeswitch(model, train, n_per_kind=8, max_new_tokens=8, min_per_class=1)
     never = dataclasses.replace(switch, stage1_threshold=1.0, stage2_threshold=1.0)
     always = dataclasses.replace(switch, stage1_threshold=0.0, stage2_threshold=0.0)
     methods = [

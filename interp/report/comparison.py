@@ -2,8 +2,11 @@
 
 Runs after the method sections and reuses what they fitted (`Report.fitted`): the refusal
 direction (ablation as the attack, ActAdd as steering), the SafeSwitch and the DRO soft prompt,
-so nothing is fitted twice. A method whose section did not run or was skipped gets no row; the
-page says why and `metrics.json` records it under `comparison.not_fitted`.
+so nothing is fitted twice. The two methods no other section fits are fitted here on the
+training prompts, both on top of the report's refusal direction: SafeInfer (`interp.safeinfer`:
+safety amplification alone, guided decoding alone, and both) and conditional activation
+steering (`interp.cast`). A method that cannot be built gets no row; the page says why and
+`metrics.json` records it under `comparison.not_fitted`.
 
 Writes the `comparison` block of `metrics.json` (`interp.comparison.Comparison.to_dict`)::
 
@@ -21,6 +24,7 @@ from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp.cast import CAST
 from interp.comparison import (
     TABLE_HEADER,
     Comparison,
@@ -30,14 +34,25 @@ from interp.comparison import (
     baseline_method,
     compare,
     comparison_figure,
+    decoder_method,
+    intervention_method,
     prompt_methods,
     safeswitch_method,
     soft_prompt_method,
 )
+from interp.data import texts_of
+from interp.interventions import DirectionalAblation
 from interp.model import ModelInfo
 from interp.report.page import Report, condition_names, table_html
+from interp.safeinfer import GuidedDecoding, SafeInfer
 
-__all__ = ["add_comparison", "fitted_methods"]
+__all__ = [
+    "SAFEINFER_N_PROMPTS",
+    "SAFEINFER_N_SEARCH_PROMPTS",
+    "add_comparison",
+    "fitted_methods",
+    "trained_methods",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +88,65 @@ def fitted_methods(report: Report, *, batch_size: int = 64) -> tuple[list[Method
         if name not in have:
             missing[name] = _why_missing(report, section)
     return methods, missing
+
+
+#: SafeInfer's settings in the report: the paper's coefficient and alpha, fewer ICL prompts
+#: and a head search over the first half of the layers, so that it fits the report's time.
+SAFEINFER_N_PROMPTS = 32
+SAFEINFER_N_SEARCH_PROMPTS = 16
+
+
+def trained_methods(
+    report: Report,
+    model: TransformerBridge,
+    train: Mapping[str, Any],
+    *,
+    batch_size: int = 64,
+) -> tuple[list[Method], dict[str, str]]:
+    """SafeInfer (SA, sGDS, both) and CAST, fitted on `train` over the report's direction."""
+    found = report.fitted.get("refusal_direction")
+    names = ("safeinfer_sa", "safeinfer_sgds", "safeinfer", "cast")
+    if found is None:
+        why = "they build on the refusal direction, and " + _why_missing(
+            report, "refusal_direction"
+        )
+        return [], dict.fromkeys(names, why)
+    harmful = texts_of(train.get("harmful", []))
+    harmless = texts_of(train.get("harmless", []))
+    if not harmful or not harmless:
+        return [], dict.fromkeys(names, "no harmful and harmless training prompts were given")
+    direction = found["direction"]
+    n_layers = int(model.cfg.n_layers)
+    with report.timed("comparison_fit_safeinfer"):
+        safeinfer = SafeInfer(
+            n_prompts=SAFEINFER_N_PROMPTS,
+            n_search_prompts=SAFEINFER_N_SEARCH_PROMPTS,
+            search_layers=range(max(1, n_layers // 2)),
+        ).fit(model, harmful, direction=direction)
+    report.fitted["safeinfer"] = safeinfer
+    guided = GuidedDecoding(alpha=float(safeinfer.alpha), unsafe=(DirectionalAblation(direction),))
+    methods = [
+        intervention_method(
+            "safeinfer_sa", "defence", [safeinfer.amplification()], batch_size=batch_size
+        ),
+        decoder_method("safeinfer_sgds", "defence", guided, batch_size=batch_size,
+                       not_applicable="guided decoding has no single-model next-token "
+                       "distribution to compare"),
+        decoder_method("safeinfer", "defence", safeinfer, batch_size=batch_size,
+                       not_applicable="guided decoding has no single-model next-token "
+                       "distribution to compare"),
+    ]  # fmt: skip
+    with report.timed("comparison_fit_cast"):
+        cast = CAST(direction, coeff=found["actadd_coeff"], steer_layer=found["actadd_layer"]).fit(
+            model, harmful, harmless
+        )
+    report.fitted["cast"] = cast
+    methods.append(
+        decoder_method("cast", "defence", cast, batch_size=batch_size,
+                       not_applicable="the gate decides per prompt from a first pass; its "
+                       "first-token distribution is not computed")
+    )  # fmt: skip
+    return methods, {}
 
 
 def _body(
@@ -115,6 +189,7 @@ def add_comparison(
     info: ModelInfo,  # noqa: ARG001 - the shared section signature
     prompt_sets: Mapping[str, Any],
     *,
+    train: Mapping[str, Any] | None = None,
     methods: Sequence[Method] | None = None,
     extra_methods: Sequence[Method] = (),
     max_new_tokens: int = 32,
@@ -129,8 +204,10 @@ def add_comparison(
         info: Its `ModelInfo`.
         prompt_sets: kind -> held-out prompts (harmful, jailbreak, borderline, harmless), the
             sets the other sections evaluate on.
+        train: kind -> training prompts for the methods fitted here (SafeInfer, CAST); they
+            are left out without it (the page says so).
         methods: The rows (default: the template default, every human safety prompt, then
-            whatever earlier sections fitted).
+            whatever earlier sections fitted, then SafeInfer and CAST).
         extra_methods: Rows appended to those (SafeInfer, CAST, ...).
         max_new_tokens: Answer length.
         batch_size: Prompts per forward pass.
@@ -144,6 +221,15 @@ def add_comparison(
         fitted, missing = fitted_methods(report, batch_size=batch_size)
         methods = [baseline_method(batch_size=batch_size), *prompt_methods(batch_size=batch_size)]
         methods += fitted
+        if train is None:
+            missing.update(dict.fromkeys(
+                ("safeinfer_sa", "safeinfer_sgds", "safeinfer", "cast"),
+                "no training prompts were given to fit them on",
+            ))  # fmt: skip
+        else:
+            extra, why = trained_methods(report, model, train, batch_size=batch_size)
+            methods += extra
+            missing.update(why)
     chosen = [*methods, *extra_methods]
     with report.timed("comparison"):
         comparison = compare(
