@@ -103,3 +103,19 @@ class ControlTokenError(InterpError, ValueError):
 
 class EmptyUserSpanError(InterpError, ValueError):
     """A prompt has no user-content tokens to pool over (``positions=["mean_user"]``)."""
+
+
+class JudgeLoadError(ModelLoadError, ValueError):
+    """A model judge cannot be built.
+
+    The directory is missing or is not a classifier / causal LM, the format is unknown, the
+    classifier lacks the refusal labels, or the verdict words are not single tokens.
+    """
+
+
+class JudgeInputError(InterpError, ValueError):
+    """Judge inputs do not fit.
+
+    Prompts are missing where the template needs them, or responses, prompts and labels
+    differ in length.
+    """

@@ -1,14 +1,33 @@
 """Refusal judges and the one evaluation loop (generate -> judge -> rate per condition x kind)."""
 
+from interp.evaluation.agreement import Agreement, JudgeScore, judge_agreement
+from interp.evaluation.judge_prompts import (
+    HARMBENCH_TEMPLATE,
+    JUDGE_FORMATS,
+    LLAMA_GUARD_TEMPLATE,
+    STRONGREJECT_TEMPLATE,
+    JudgeFormat,
+)
 from interp.evaluation.judges import ARDITI_PHRASES, DRO_RULES, Judge, SubstringJudge, refusal_rate
+from interp.evaluation.model_judges import ChatJudge, ClassifierJudge
 from interp.evaluation.rates import BASELINE_CONDITIONS, judge_warnings, refusal_rates
 
 __all__ = [
     "ARDITI_PHRASES",
     "BASELINE_CONDITIONS",
     "DRO_RULES",
+    "HARMBENCH_TEMPLATE",
+    "JUDGE_FORMATS",
+    "LLAMA_GUARD_TEMPLATE",
+    "STRONGREJECT_TEMPLATE",
+    "Agreement",
+    "ChatJudge",
+    "ClassifierJudge",
     "Judge",
+    "JudgeFormat",
+    "JudgeScore",
     "SubstringJudge",
+    "judge_agreement",
     "judge_warnings",
     "refusal_rate",
     "refusal_rates",
