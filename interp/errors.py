@@ -128,3 +128,19 @@ class TooFewExamplesError(InterpError, ValueError):
             f"too few examples for {what}: {found}; at least {minimum} of each class are "
             f"needed (interp.MIN_PER_CLASS). {fix}"
         )
+
+
+class JudgeLoadError(ModelLoadError, ValueError):
+    """A model judge cannot be built.
+
+    The directory is missing or is not a classifier / causal LM, the format is unknown, the
+    classifier lacks the refusal labels, or the verdict words are not single tokens.
+    """
+
+
+class JudgeInputError(InterpError, ValueError):
+    """Judge inputs do not fit.
+
+    Prompts are missing where the template needs them, or responses, prompts and labels
+    differ in length.
+    """
