@@ -42,7 +42,7 @@ from interp.evaluation import SubstringJudge, refusal_rate
 from interp.generation import Completions, generate
 from interp.interventions import ActAdd, DirectionalAblation, apply, orthogonalize
 from interp.min_samples import MIN_PER_CLASS
-from interp.model import ModelInfo, load_model, model_info
+from interp.model import ModelInfo, load_model, model_fingerprint, model_info
 from interp.probes import LinearProbe, fit_probes_per_layer
 from interp.projection import PCA, UMAP
 from interp.sites import Site
@@ -83,6 +83,7 @@ __all__ = [
     "load_dataset",
     "load_file",
     "load_model",
+    "model_fingerprint",
     "model_info",
     "orthogonalize",
     "probes",

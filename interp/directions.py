@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._artifact import check_identity, load_tensors, read_meta, seal
+from interp._atomic import save_atomically
 from interp._version import __version__
 from interp.activations import batches, collect_batch, columns_for, resolve_sites
 from interp.data.promptset import texts_of
 from interp.errors import ArtifactMismatchError, EmptyPromptSetError, InterpError, SiteError
-from interp.model import template_hash
+from interp.model import model_fingerprint, template_hash
 from interp.sites import LAYERLESS, Site
 
 __all__ = [
@@ -94,6 +96,10 @@ class Direction:
         template_hash: sha256 of that model's chat template.
         dataset_hashes: Names of the prompt sets it was made from -> their hashes.
         library_version: `interp` version that made it.
+        model_fingerprint: `interp.model_fingerprint` of the model it was made on ("" when
+            unknown: saved before fingerprints were recorded, or built by hand).
+        transferred_from: Set by `load(..., allow_other_model=True)` when the direction was
+            made on another model: that model's name and fingerprint. None otherwise.
     """
 
     vector: torch.Tensor
@@ -104,6 +110,8 @@ class Direction:
     template_hash: str = ""
     dataset_hashes: Mapping[str, str] = field(default_factory=dict)
     library_version: str = __version__
+    model_fingerprint: str = ""
+    transferred_from: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vector", check_vector(self.vector))
@@ -153,6 +161,7 @@ class Direction:
             operation=operation,
             model_name=str(model.cfg.model_name),
             template_hash=template_hash(model.tokenizer),
+            model_fingerprint=model_fingerprint(model),
         )
 
     def check(self, model: TransformerBridge) -> Direction:
@@ -192,34 +201,60 @@ class Direction:
             "template_hash": self.template_hash,
             "dataset_hashes": dict(self.dataset_hashes),
             "library_version": self.library_version,
+            "model_fingerprint": self.model_fingerprint,
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write `<path>.safetensors` (the vector) and `<path>.json` (metadata); returns the JSON."""
-        base = Path(path)
-        if base.suffix in (".json", ".safetensors"):
-            base = base.with_suffix("")
-        base.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"vector": self.vector.contiguous()}, str(base.with_suffix(".safetensors")))
-        meta = base.with_suffix(".json")
-        meta.write_text(json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n")
-        return meta
+        """Write `<path>.safetensors` (the vector) and `<path>.json` (metadata); returns the JSON.
+
+        Both files are written into a temporary folder beside them and renamed into place,
+        the JSON last (`interp._atomic`); an interrupted save leaves an older direction at
+        `path` intact. The JSON records its own checksum and the tensor file's sha256.
+        """
+        base = _base(path)
+
+        def write(folder: Path) -> None:
+            save_file(
+                {"vector": self.vector.contiguous()}, str(folder / f"{base.name}.safetensors")
+            )
+            meta = seal(self.metadata(), folder, [f"{base.name}.safetensors"])
+            text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+            (folder / f"{base.name}.json").write_text(text)
+
+        names = [f"{base.name}.safetensors", f"{base.name}.json"]
+        save_atomically(base.parent, write, files=names)
+        return base.with_suffix(".json")
 
     @classmethod
-    def load(cls, path: str | Path, model: TransformerBridge | None = None) -> Direction:
+    def load(
+        cls,
+        path: str | Path,
+        model: TransformerBridge | None = None,
+        *,
+        allow_other_model: bool = False,
+    ) -> Direction:
         """Read a saved direction; with `model`, check that it belongs to that model.
+
+        Args:
+            path: `<path>`, `<path>.json` or `<path>.safetensors`.
+            model: If given, the direction must fit it (d_model, layer, chat template) and
+                have been made on it (`interp.model_fingerprint`).
+            allow_other_model: Load a direction made on a model with other weights (same
+                shapes and template) on purpose, for a transfer experiment; a warning is
+                logged and `transferred_from` names the model it was made on.
 
         Raises:
             ArtifactMismatchError: The file is not a direction, or was made for another model
                 (d_model or chat template differ).
+            ModelFingerprintError: It was made on a model with other weights.
+            CorruptArtifactError: The JSON or the tensor file fails its checksum.
+            NonFiniteArtifactError: The vector holds NaN or inf.
         """
-        base = Path(path)
-        if base.suffix in (".json", ".safetensors"):
-            base = base.with_suffix("")
-        meta = json.loads(base.with_suffix(".json").read_text())
+        base = _base(path)
+        meta = read_meta(base.with_suffix(".json"))
         if meta.get("format") != _FORMAT:
             raise ArtifactMismatchError(f"{base}.json is not an interp direction file")
-        vector = load_file(str(base.with_suffix(".safetensors")))["vector"]
+        vector = load_tensors(base.with_suffix(".safetensors"), meta)["vector"]
         direction = cls(
             vector,
             Site(meta["stream"], int(meta["layer"])),
@@ -229,8 +264,28 @@ class Direction:
             template_hash=meta["template_hash"],
             dataset_hashes=meta["dataset_hashes"],
             library_version=meta["library_version"],
+            model_fingerprint=str(meta.get("model_fingerprint", "")),
         )
-        return direction if model is None else direction.check(model)
+        if model is None:
+            return direction
+        direction.check(model)
+        transfer = check_identity(
+            meta,
+            what="direction",
+            where=base.with_suffix(".json"),
+            saved_name=str(meta["model_name"]),
+            own_fingerprint=model_fingerprint(model),
+            own_name=str(model.cfg.model_name),
+            allow_other_model=allow_other_model,
+        )
+        if transfer is not None:
+            object.__setattr__(direction, "transferred_from", transfer)
+        return direction
+
+
+def _base(path: str | Path) -> Path:
+    base = Path(path)
+    return base.with_suffix("") if base.suffix in (".json", ".safetensors") else base
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,6 +302,7 @@ class Candidates:
         dataset_hashes: `harmful` / `harmless` -> prompt-set hashes.
         n_harmful: Number of harmful prompts averaged.
         n_harmless: Number of harmless prompts averaged.
+        model_fingerprint: `interp.model_fingerprint` of the model ("" when unknown).
     """
 
     vectors: torch.Tensor
@@ -258,6 +314,7 @@ class Candidates:
     dataset_hashes: Mapping[str, str]
     n_harmful: int
     n_harmless: int
+    model_fingerprint: str = ""
 
     def direction(self, layer: int, position: str, operation: str = "diff_in_means") -> Direction:
         """The candidate at (`layer`, `position`) as a `Direction`."""
@@ -273,6 +330,7 @@ class Candidates:
             model_name=self.model_name,
             template_hash=self.template_hash,
             dataset_hashes=self.dataset_hashes,
+            model_fingerprint=self.model_fingerprint,
         )
 
     def norms(self) -> torch.Tensor:
@@ -358,4 +416,5 @@ def diff_in_means(
         dataset_hashes={"harmful": dataset_hash(harmful), "harmless": dataset_hash(harmless)},
         n_harmful=len(harm_texts),
         n_harmless=len(safe_texts),
+        model_fingerprint=model_fingerprint(model),
     )

@@ -144,3 +144,20 @@ class JudgeInputError(InterpError, ValueError):
     Prompts are missing where the template needs them, or responses, prompts and labels
     differ in length.
     """
+
+
+class ModelFingerprintError(ArtifactMismatchError):
+    """An artifact was made on a model with other weights (`interp.model_fingerprint` differs).
+
+    Same architecture and template, different weights: another seed, another fine-tune, or a
+    LoRA merge that left the embeddings alone. Pass ``allow_other_model=True`` to the loader
+    for a deliberate transfer experiment.
+    """
+
+
+class CorruptArtifactError(InterpError):
+    """A saved artifact's JSON or tensor file fails its checksum (edited, damaged, half-saved)."""
+
+
+class NonFiniteArtifactError(CorruptArtifactError):
+    """A saved artifact's tensors hold NaN or inf."""

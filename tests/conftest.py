@@ -138,3 +138,31 @@ def organism_selection() -> dict:
         "table": table,
         "selection": select_direction(table),
     }
+
+
+@pytest.fixture(scope="session")
+def lookalike_dirs(
+    tiny_model_dirs: dict[Family, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Llama checkpoints shaped like ``tiny_model_dirs["llama"]`` with other weights.
+
+    ``seed1``: the same recipe with another seed. ``lora``: a copy whose only change is a
+    rank-2 delta merged into one MLP matrix (embeddings and unembedding untouched), the way
+    a LoRA fine-tune differs from its base.
+    """
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("lookalikes")
+    base = tiny_model_dirs["llama"]
+    lora = root / "lora"
+    shutil.copytree(base, lora)
+    weights = load_file(str(lora / "model.safetensors"))
+    name = "model.layers.0.mlp.down_proj.weight"
+    gen = torch.Generator().manual_seed(0)
+    b = torch.randn(weights[name].shape[0], 2, generator=gen)
+    a = torch.randn(2, weights[name].shape[1], generator=gen)
+    weights[name] = weights[name] + 0.01 * b @ a
+    save_file(weights, str(lora / "model.safetensors"), metadata={"format": "pt"})
+    return {"seed1": build_tiny_chat_model("llama", root / "seed1", seed=1), "lora": lora}

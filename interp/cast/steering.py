@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._artifact import check_identity, load_tensors, read_meta, seal
+from interp._atomic import save_atomically
 from interp._version import __version__
 from interp.activations import collect_batch
 from interp.cast.grid import CastError, ConditionGrid, condition_grid, cosine_to, fires
@@ -33,7 +35,7 @@ from interp.directions import Direction, dataset_hash
 from interp.errors import ArtifactMismatchError, EmptyPromptSetError, NotFittedError, SiteError
 from interp.generation import Completions, batched, cut_at_eos, eos_token_ids, greedy_decode
 from interp.interventions import ActAdd, RowGated, fwd_hooks
-from interp.model import template_hash
+from interp.model import model_fingerprint, template_hash
 from interp.sites import Site
 
 __all__ = ["CAST", "CastResult"]
@@ -235,6 +237,8 @@ class CAST:
         self.model_name_ = str(model.cfg.model_name)
         self.template_hash_ = template_hash(model.tokenizer)
         self.fingerprint_ = _fingerprint(model)
+        self.model_fingerprint_ = model_fingerprint(model)
+        self.transferred_from_: dict[str, str] | None = None
         self.dataset_hashes_ = {
             "harmful": dataset_hash(harmful),
             "harmless": dataset_hash(harmless),
@@ -251,7 +255,11 @@ class CAST:
 
     def _check_model(self, model: TransformerBridge) -> None:
         self.condition_.check(model)
-        if _fingerprint(model) != self.fingerprint_:
+        # A CAST loaded with allow_other_model=True is used on another model on purpose.
+        if (
+            getattr(self, "transferred_from_", None) is None
+            and _fingerprint(model) != self.fingerprint_
+        ):
             raise ArtifactMismatchError(
                 f"this CAST was fitted on {self.model_name_!r}, whose embedding weights differ "
                 "from this model's; fit CAST on this model"
@@ -269,6 +277,7 @@ class CAST:
             model_name=self.model_name_,
             template_hash=self.template_hash_,
             dataset_hashes=self.dataset_hashes_,
+            model_fingerprint=getattr(self, "model_fingerprint_", ""),
         )
 
     def _steering(self) -> ActAdd:
@@ -383,20 +392,23 @@ class CAST:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write `cast.safetensors` and `cast.json` into directory `path`; returns the directory."""
+        """Write `cast.safetensors` and `cast.json` into directory `path`; returns the directory.
+
+        The directory is staged beside `path` and renamed into place (`interp._atomic`), so an
+        interrupted save leaves an older CAST there intact.
+        """
         self._check()
         root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
         tensors = {
             "condition_vectors": self.condition_vectors_.contiguous(),
             "direction": self.direction.vector.contiguous(),
             **self.grid_.tensors(),
         }
-        save_file(tensors, str(root / "cast.safetensors"))
         meta = {
             "format": _FORMAT,
             "library_version": __version__,
             "model_name": self.model_name_,
+            "model_fingerprint": getattr(self, "model_fingerprint_", ""),
             "d_model": int(self.condition_vectors_.shape[1]),
             "template_hash": self.template_hash_,
             "embedding_fingerprint": self.fingerprint_,
@@ -411,25 +423,43 @@ class CAST:
             "direction": self.direction.metadata(),
             "params": self.get_params(),
         }
-        (root / "cast.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+        def write(folder: Path) -> None:
+            save_file(tensors, str(folder / "cast.safetensors"))
+            sealed = seal(meta, folder, ["cast.safetensors"])
+            (folder / "cast.json").write_text(json.dumps(sealed, indent=2, sort_keys=True) + "\n")
+
+        save_atomically(root, write)
         return root
 
     @classmethod
-    def load(cls, path: str | Path, model: TransformerBridge) -> CAST:
+    def load(
+        cls, path: str | Path, model: TransformerBridge, *, allow_other_model: bool = False
+    ) -> CAST:
         """Load a saved CAST for `model`; refuses a model it was not fitted on.
+
+        Args:
+            path: The directory `save` wrote.
+            model: The model to use it on.
+            allow_other_model: Load it onto a model with other weights (same shapes and
+                template) on purpose; a warning is logged and `transferred_from_` names the
+                model it was fitted on.
 
         Raises:
             ArtifactMismatchError: Not a CAST directory, or fitted on another model (width,
                 depth, chat template or embedding weights differ).
+            ModelFingerprintError: Fitted on a model with other weights.
+            CorruptArtifactError: `cast.json` or `cast.safetensors` fails its checksum.
+            NonFiniteArtifactError: A saved tensor holds NaN or inf.
         """
         root = Path(path)
         meta_path = root / "cast.json"
         if not meta_path.is_file():
             raise ArtifactMismatchError(f"{root} holds no cast.json; it is not a saved CAST")
-        meta = json.loads(meta_path.read_text())
+        meta = read_meta(meta_path)
         if meta.get("format") != _FORMAT:
             raise ArtifactMismatchError(f"{meta_path} is not an interp CAST file")
-        tensors = load_file(str(root / "cast.safetensors"))
+        tensors = load_tensors(root / "cast.safetensors", meta)
         d = meta["direction"]
         direction = Direction(
             tensors["direction"],
@@ -440,6 +470,7 @@ class CAST:
             template_hash=d["template_hash"],
             dataset_hashes=d["dataset_hashes"],
             library_version=d["library_version"],
+            model_fingerprint=str(d.get("model_fingerprint", "")),
         )
         cast = cls(direction, **meta["params"])
         cast.grid_ = ConditionGrid.from_saved(tensors, meta["grid"])
@@ -449,6 +480,9 @@ class CAST:
         cast.model_name_, cast.template_hash_ = str(meta["model_name"]), str(meta["template_hash"])
         cast.fingerprint_ = str(meta["embedding_fingerprint"])
         cast.dataset_hashes_ = dict(meta["dataset_hashes"])
+        cast.model_fingerprint_ = str(meta.get("model_fingerprint", ""))
+        # Skip the embedding check for a deliberate transfer; shapes are still checked.
+        cast.transferred_from_ = {"model": cast.model_name_} if allow_other_model else None
         try:
             cast._check_model(model)
             direction.check(model)
@@ -456,4 +490,13 @@ class CAST:
             raise ArtifactMismatchError(
                 f"CAST {root} (fitted on {meta['model_name']!r}) does not fit this model: {err}"
             ) from None
+        cast.transferred_from_ = check_identity(
+            meta,
+            what="CAST",
+            where=meta_path,
+            saved_name=cast.model_name_,
+            own_fingerprint=model_fingerprint(model),
+            own_name=str(model.cfg.model_name),
+            allow_other_model=allow_other_model,
+        )
         return cast

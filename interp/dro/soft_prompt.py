@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._artifact import check_identity, load_tensors, read_meta, seal
+from interp._atomic import save_atomically
 from interp._version import __version__
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import texts_of
@@ -36,7 +38,7 @@ from interp.dro.loss import DEFAULT_LOSS_WEIGHTS, dro_loss
 from interp.errors import ArtifactMismatchError, InterpError, NonFiniteLossError, NotFittedError
 from interp.generation import Completions, decode_with_states
 from interp.interventions.apply import Hook
-from interp.model import template_hash
+from interp.model import model_fingerprint, template_hash
 from interp.sites import Site
 
 __all__ = ["SoftPrompt", "SoftPromptError", "frozen", "soft_positions"]
@@ -157,6 +159,9 @@ class SoftPrompt:
         history_: Loss terms per optimisation step (`total`, `refusal`, `harm`, `off_subspace`).
         n_steps_: Optimisation steps taken.
         model_name_: Name of the model it belongs to. template_hash_: its chat template's hash.
+            model_fingerprint_: its `interp.model_fingerprint`.
+        transferred_from_: After `load(..., allow_other_model=True)` onto a model with other
+            weights, the name and fingerprint of the model it was trained on; else None.
         data_hash_: SHA-256 of the training texts and labels ("" if untrained).
     """
 
@@ -217,6 +222,8 @@ class SoftPrompt:
         self.model_name_ = str(model.cfg.model_name)
         self.d_model_ = int(model.cfg.d_model)
         self.template_hash_ = template_hash(model.tokenizer)
+        self.model_fingerprint_ = model_fingerprint(model)
+        self.transferred_from_: dict[str, str] | None = None
         self.data_hash_ = ""
         return self
 
@@ -396,12 +403,14 @@ class SoftPrompt:
     def save(self, path: str | Path) -> Path:
         """Write `<path>.safetensors` (embeddings, anchor space) and `<path>.json` (metadata).
 
+        Both files are staged in a temporary folder beside them and renamed into place, the
+        JSON last (`interp._atomic`); an interrupted save leaves an older soft prompt intact.
+
         Returns:
             The JSON path.
         """
         self._check()
         base = _base_path(path)
-        base.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             "embeddings": self.embeddings_.contiguous(),
             "initial_embeddings": self.initial_embeddings_.contiguous(),
@@ -409,11 +418,11 @@ class SoftPrompt:
         }
         if self.anchor_ is not None:
             tensors.update({k: v.contiguous() for k, v in self.anchor_.tensors().items()})
-        save_file(tensors, str(base.with_suffix(".safetensors")))
         meta = {
             "format": _FORMAT,
             "library_version": __version__,
             "model_name": self.model_name_,
+            "model_fingerprint": getattr(self, "model_fingerprint_", ""),
             "d_model": self.d_model_,
             "template_hash": self.template_hash_,
             "init": self.init,
@@ -424,9 +433,15 @@ class SoftPrompt:
             "n_steps": self.n_steps_,
             "history": self.history_,
         }
-        json_path = base.with_suffix(".json")
-        json_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        return json_path
+        names = [f"{base.name}.safetensors", f"{base.name}.json"]
+
+        def write(folder: Path) -> None:
+            save_file(tensors, str(folder / names[0]))
+            sealed = seal(meta, folder, names[:1])
+            (folder / names[1]).write_text(json.dumps(sealed, indent=2, sort_keys=True) + "\n")
+
+        save_atomically(base.parent, write, files=names)
+        return base.with_suffix(".json")
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as given to `__init__` (JSON-ready)."""
@@ -437,33 +452,55 @@ class SoftPrompt:
         }  # fmt: skip
 
     @classmethod
-    def load(cls, path: str | Path, model: TransformerBridge) -> SoftPrompt:
+    def load(
+        cls, path: str | Path, model: TransformerBridge, *, allow_other_model: bool = False
+    ) -> SoftPrompt:
         """Load a saved soft prompt for `model`; refuses a model it was not made for.
+
+        Args:
+            path: `<path>`, `<path>.json` or `<path>.safetensors`.
+            model: The model to use it with.
+            allow_other_model: Accept a soft prompt trained on a model with other weights
+                (same width and template) on purpose; a warning is logged and
+                `transferred_from_` names that model.
 
         Raises:
             ArtifactMismatchError: The file is not a soft prompt, or the model's width, chat
                 template or embeddings of the initial prompt differ from the ones it was
                 trained on.
+            ModelFingerprintError: It was trained on a model with other weights.
+            CorruptArtifactError: The JSON or the tensor file fails its checksum.
+            NonFiniteArtifactError: A saved tensor holds NaN or inf.
         """
         base = _base_path(path)
-        meta = json.loads(base.with_suffix(".json").read_text())
+        meta = read_meta(base.with_suffix(".json"))
         if meta.get("format") != _FORMAT:
             raise ArtifactMismatchError(f"{base}.json is not an interp soft prompt file")
         params = dict(meta["params"])
         params["loss_weights"] = tuple(params["loss_weights"])
         init = params.pop("init")
         soft = cls(init, **params)
-        tensors = load_file(str(base.with_suffix(".safetensors")))
+        tensors = load_tensors(base.with_suffix(".safetensors"), meta)
         _check_model(meta, model)
         own = cls(init).initialize(model)
         same = torch.equal(own.token_ids_, tensors["token_ids"]) and torch.allclose(
             own.initial_embeddings_, tensors["initial_embeddings"], rtol=1e-5, atol=1e-6
         )
-        if not same:
+        if not same and not allow_other_model:
             raise ArtifactMismatchError(
                 f"the soft prompt was trained on {meta['model_name']!r}, whose embeddings of the "
                 f"{init!r} prompt differ from this model's; train a soft prompt for this model"
             )
+        soft.transferred_from_ = check_identity(
+            meta,
+            what="soft prompt",
+            where=base.with_suffix(".json"),
+            saved_name=str(meta["model_name"]),
+            own_fingerprint=model_fingerprint(model),
+            own_name=str(model.cfg.model_name),
+            allow_other_model=allow_other_model,
+        )
+        soft.model_fingerprint_ = str(meta.get("model_fingerprint", ""))
         soft.initial_embeddings_ = tensors["initial_embeddings"]
         soft.embeddings_ = tensors["embeddings"]
         soft.token_ids_ = tensors["token_ids"]

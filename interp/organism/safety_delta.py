@@ -12,7 +12,6 @@ delta (`interp.organism.safety_tune`) needs `peft`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp import zoo
+from interp._artifact import sha256_file
+from interp._atomic import atomic_write
 from interp._version import __version__
 from interp.errors import ArtifactMismatchError, BaseModelMismatchError, ChecksumError
 
@@ -129,30 +130,6 @@ class LoraSpec:
         if unknown:
             raise ValueError(f"unknown LoraSpec keys {unknown}; known: {sorted(known)}")
         return cls(**{**data, **({"targets": tuple(data["targets"])} if "targets" in data else {})})
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write a file through a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are shared artifacts
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json(obj: Any) -> str:

@@ -17,16 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._artifact import check_identity, load_tensors, read_meta, seal
+from interp._atomic import save_atomically
 from interp._version import __version__
 from interp.data.promptset import Prompts, texts_of
 from interp.directions import Direction
 from interp.errors import InterpError, NotFittedError
 from interp.generation import Completions, generate
 from interp.interventions import DirectionalAblation
-from interp.model import template_hash, unembedding_fingerprint, weight_fingerprint
+from interp.model import (
+    model_fingerprint,
+    template_hash,
+    unembedding_fingerprint,
+    weight_fingerprint,
+)
 from interp.safeinfer.amplification import SafetyAmplification
 from interp.safeinfer.config import (
     FunctionVectorMismatchError,
@@ -92,7 +99,11 @@ class SafeInfer:
         fv_: The function vector [d_model]; `means_` the head means [L, H, d_head].
         heads_: The heads used; `search_`: the `HeadSearch` (None when heads were given).
         layer_: The SA layer; `direction_`: the refusal direction the unsafe model ablates.
-        model_name_, d_model_, template_hash_, fingerprint_, o_proj_fingerprint_: the model.
+        model_name_, d_model_, template_hash_, fingerprint_, o_proj_fingerprint_: the model;
+            `model_fingerprint_` its `interp.model_fingerprint`.
+        transferred_from_: After `load(..., allow_other_model=True)` onto a model with other
+            weights, the name and fingerprint of the model it was made on; else None. The
+            weight checks of `check_model` are then skipped.
     """
 
     def __init__(
@@ -211,6 +222,8 @@ class SafeInfer:
         self.template_hash_ = template_hash(model.tokenizer)
         self.fingerprint_ = unembedding_fingerprint(model)
         self.o_proj_fingerprint_ = _o_proj_fingerprint(model, self.heads_)
+        self.model_fingerprint_ = model_fingerprint(model)
+        self.transferred_from_: dict[str, str] | None = None
 
     def _check(self) -> None:
         if not hasattr(self, "fv_"):
@@ -228,10 +241,12 @@ class SafeInfer:
         else:
             if template_hash(model.tokenizer) != self.template_hash_:
                 problems.append("the chat template differs")
-            if unembedding_fingerprint(model) != self.fingerprint_:
-                problems.append("the unembedding differs")
-            if _o_proj_fingerprint(model, self.heads_) != self.o_proj_fingerprint_:
-                problems.append("the heads' o_proj weights differ")
+            # Loaded onto another model on purpose (allow_other_model=True): weights may differ.
+            if getattr(self, "transferred_from_", None) is None:
+                if unembedding_fingerprint(model) != self.fingerprint_:
+                    problems.append("the unembedding differs")
+                if _o_proj_fingerprint(model, self.heads_) != self.o_proj_fingerprint_:
+                    problems.append("the heads' o_proj weights differ")
         if problems:
             raise FunctionVectorMismatchError(
                 f"the SafeInfer function vector was made on {self.model_name_!r}, not on "
@@ -291,20 +306,20 @@ class SafeInfer:
     # ------------------------------------------------------------------ artifacts
 
     def save(self, path: str | Path) -> Path:
-        """Write `safeinfer.safetensors`, `safeinfer.json` (and the direction) into directory `path`."""
+        """Write `safeinfer.safetensors`, `safeinfer.json` (and the direction) into directory `path`.
+
+        The directory is staged beside `path` and renamed into place (`interp._atomic`).
+        """
         self._check()
         root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
         tensors = {"fv": self.fv_.contiguous(), "means": self.means_.contiguous()}
         if self.search_ is not None:
             tensors["search_effects"] = self.search_.effects.contiguous()
-        save_file(tensors, str(root / "safeinfer.safetensors"))
-        if self.direction_ is not None:
-            self.direction_.save(root / "unsafe_direction")
         meta = {
             "format": _FORMAT,
             "library_version": __version__,
             "model_name": self.model_name_,
+            "model_fingerprint": getattr(self, "model_fingerprint_", ""),
             "d_model": self.d_model_,
             "template_hash": self.template_hash_,
             "unembedding_fingerprint": self.fingerprint_,
@@ -315,26 +330,47 @@ class SafeInfer:
             "has_direction": self.direction_ is not None,
             "fv_bias": "o_proj bias excluded",
         }
-        (root / "safeinfer.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+        def write(folder: Path) -> None:
+            save_file(tensors, str(folder / "safeinfer.safetensors"))
+            if self.direction_ is not None:
+                self.direction_.save(folder / "unsafe_direction")
+            sealed = seal(meta, folder, ["safeinfer.safetensors"])
+            text = json.dumps(sealed, indent=1, sort_keys=True) + "\n"
+            (folder / "safeinfer.json").write_text(text)
+
+        save_atomically(root, write)
         return root
 
     @classmethod
-    def load(cls, path: str | Path, model: TransformerBridge) -> SafeInfer:
+    def load(
+        cls, path: str | Path, model: TransformerBridge, *, allow_other_model: bool = False
+    ) -> SafeInfer:
         """Load a saved SafeInfer for `model`.
+
+        Args:
+            path: The directory `save` wrote.
+            model: The model to use it on.
+            allow_other_model: Accept a SafeInfer made on a model with other weights (same
+                shapes and template) on purpose; a warning is logged, `transferred_from_`
+                names that model and the weight checks are skipped from then on.
 
         Raises:
             FunctionVectorMismatchError: The file is not a SafeInfer artifact, or it was made
                 on another model (width, chat template, unembedding or o_proj weights differ).
+            ModelFingerprintError: It was made on a model with other weights.
+            CorruptArtifactError: A JSON or tensor file fails its checksum.
+            NonFiniteArtifactError: A saved tensor holds NaN or inf.
         """
         root = Path(path)
-        meta = json.loads((root / "safeinfer.json").read_text())
+        meta = read_meta(root / "safeinfer.json")
         if meta.get("format") != _FORMAT:
             raise FunctionVectorMismatchError(f"{root} holds no interp SafeInfer artifact")
         params = dict(meta["params"])
         if params["heads"] is not None:
             params["heads"] = [tuple(h) for h in params["heads"]]
         est = cls(**params)
-        tensors = load_file(str(root / "safeinfer.safetensors"))
+        tensors = load_tensors(root / "safeinfer.safetensors", meta)
         config = SafeInferConfig.from_dict(meta["config"])
         est.fv_, est.means_ = tensors["fv"], tensors["means"]
         est.heads_ = tuple(config.heads or ())
@@ -353,8 +389,21 @@ class SafeInfer:
         est.template_hash_ = meta["template_hash"]
         est.fingerprint_ = meta["unembedding_fingerprint"]
         est.o_proj_fingerprint_ = meta["o_proj_fingerprint"]
+        est.model_fingerprint_ = str(meta.get("model_fingerprint", ""))
+        est.transferred_from_ = {"model": est.model_name_} if allow_other_model else None
         est.check_model(model)
+        est.transferred_from_ = check_identity(
+            meta,
+            what="SafeInfer",
+            where=root,
+            saved_name=est.model_name_,
+            own_fingerprint=model_fingerprint(model),
+            own_name=str(model.cfg.model_name),
+            allow_other_model=allow_other_model,
+        )
         est.direction_ = (
-            Direction.load(root / "unsafe_direction", model) if meta["has_direction"] else None
+            Direction.load(root / "unsafe_direction", model, allow_other_model=allow_other_model)
+            if meta["has_direction"]
+            else None
         )
         return est

@@ -20,9 +20,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._artifact import check_identity, load_tensors, read_meta, seal
+from interp._atomic import save_atomically
 from interp._version import __version__
 from interp.chat import ChatBatch
 from interp.data.promptset import texts_of
@@ -249,38 +251,63 @@ class SafeSwitchProber:
         }
 
     def save(self, path: str | Path, info: ModelInfo) -> Path:
-        """Write `prober.safetensors` and `prober.json` into directory `path`."""
-        self._check()
+        """Write `prober.safetensors` and `prober.json` into directory `path`.
 
+        The directory is staged beside `path` and renamed into place (`interp._atomic`);
+        `info.fingerprint` is recorded as the model's identity.
+        """
+        self._check()
         root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
         tensors = {"mean": self.mean_, "scale": self.scale_}
         for name, head in (("stage1", self.stage1_), ("stage2", self.stage2_)):
             tensors |= {f"{name}.{k}": v.contiguous() for k, v in head.state_dict().items()}
-        save_file(tensors, str(root / "prober.safetensors"))
         meta = {
             "format_version": FORMAT_VERSION,
             "library_version": __version__,
             "model": info.name,
+            "model_fingerprint": info.fingerprint,
             "d_model": info.d_model,
             "template_hash": info.template_hash,
             "site": Site("ln_final").label,
             "params": {k: getattr(self, k) for k in ("kind", "hidden", "threshold", "n_decode")},
             "training": {k: getattr(self, k) for k in ("epochs", "lr", "weight_decay", "seed")},
         }
-        (root / "prober.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+        def write(folder: Path) -> None:
+            save_file(tensors, str(folder / "prober.safetensors"))
+            sealed = seal(meta, folder, ["prober.safetensors"])
+            (folder / "prober.json").write_text(json.dumps(sealed, indent=1, sort_keys=True) + "\n")
+
+        save_atomically(root, write)
         return root
 
     @classmethod
-    def load(cls, path: str | Path, info: ModelInfo | None = None) -> SafeSwitchProber:
+    def load(
+        cls,
+        path: str | Path,
+        info: ModelInfo | None = None,
+        *,
+        allow_other_model: bool = False,
+    ) -> SafeSwitchProber:
         """Load a saved prober, checking it against the model's info when given.
+
+        Args:
+            path: The directory `save` wrote.
+            info: `interp.model_info(model)` of the model it will read; None skips the checks.
+            allow_other_model: Accept a prober trained on a model with other weights (same
+                width and template) on purpose; a warning is logged and `transferred_from_`
+                names that model.
 
         Raises:
             ArtifactMismatchError: The prober was saved for a model of another width or
                 chat template.
+            ModelFingerprintError: It was trained on a model with other weights.
+            CorruptArtifactError: `prober.json` or `prober.safetensors` fails its checksum.
+            NonFiniteArtifactError: A saved tensor holds NaN or inf.
         """
         root = Path(path)
-        meta = json.loads((root / "prober.json").read_text())
+        meta = read_meta(root / "prober.json")
+        transfer = None
         if info is not None:
             for key in ("d_model", "template_hash"):
                 if meta[key] != getattr(info, key):
@@ -289,10 +316,20 @@ class SafeSwitchProber:
                         f"but the model {info.name!r} has {key}={getattr(info, key)!r}; train a "
                         "prober for this model"
                     )
+            transfer = check_identity(
+                meta,
+                what="SafeSwitch prober",
+                where=root,
+                saved_name=str(meta["model"]),
+                own_fingerprint=info.fingerprint,
+                own_name=info.name,
+                allow_other_model=allow_other_model,
+            )
         prober = cls(**meta["params"], **meta["training"])
-        tensors = load_file(str(root / "prober.safetensors"))
+        tensors = load_tensors(root / "prober.safetensors", meta)
         prober.mean_, prober.scale_ = tensors["mean"], tensors["scale"]
         prober.d_model_ = int(meta["d_model"])
+        prober.transferred_from_ = transfer
         for name in ("stage1", "stage2"):
             head = _head(prober.kind, prober.d_model_, prober.hidden).double()
             head.load_state_dict(

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._artifact import check_identity, load_tensors, read_meta, seal
+from interp._atomic import save_atomically
 from interp._version import __version__
 from interp.chat import render
 from interp.data.promptset import texts_of
@@ -36,7 +38,7 @@ from interp.errors import (
 )
 from interp.generation import eos_token_ids
 from interp.interventions.apply import Hook
-from interp.model import ModelInfo, weight_fingerprint
+from interp.model import ModelInfo, model_fingerprint, weight_fingerprint
 from interp.safeswitch.refusal_pairs import RefusalPairs, refusal_pairs
 from interp.sites import Site, logits_hook_name
 
@@ -231,7 +233,10 @@ class RefusalHead:
         losses_: Mean training loss per epoch, after the epoch; `initial_loss_` before training.
         pairs_: The training pairs (after `fit`); `n_pairs_`, `pairs_source_` and
             `data_hash_` (their hash) also after `load`.
-        n_params_: Trained parameter count; `fingerprint_` identifies the base unembedding.
+        n_params_: Trained parameter count; `fingerprint_` identifies the base unembedding,
+            `model_fingerprint_` the whole model (`interp.model_fingerprint`).
+        transferred_from_: After `load(..., allow_other_model=True)` onto a model with other
+            weights, the name and fingerprint of the model it was trained on; else None.
     """
 
     def __init__(
@@ -274,6 +279,8 @@ class RefusalHead:
         data = head_data(model, pairs, system=self.system)
         weight, bias = unembedding(model)
         self.fingerprint_ = _fingerprint(weight)
+        self.model_fingerprint_ = model_fingerprint(model)
+        self.transferred_from_: dict[str, str] | None = None
         self.softcap_ = _softcap(model)
         self._train(data, weight, bias)
         self.pairs_ = pairs
@@ -323,7 +330,9 @@ class RefusalHead:
                 f"the model's unembedding is {tuple(weight.shape)}: the head belongs to another "
                 "model; train one for this model with RefusalHead().fit(model, ...)"
             )
-        if _fingerprint(weight) != self.fingerprint_:
+        # A head loaded with allow_other_model=True is used on another model on purpose.
+        transferred = getattr(self, "transferred_from_", None) is not None
+        if not transferred and _fingerprint(weight) != self.fingerprint_:
             raise ArtifactMismatchError(
                 "the refusal head was trained on another model (the model's unembedding differs "
                 "from the one the head was copied from); train a head for this model"
@@ -363,19 +372,20 @@ class RefusalHead:
         return self.n_params_ / sum(p.numel() for p in model.parameters())
 
     def save(self, path: str | Path, info: ModelInfo) -> Path:
-        """Write `refusal_head.safetensors` and `refusal_head.json` into directory `path`."""
-        self._check()
+        """Write `refusal_head.safetensors` and `refusal_head.json` into directory `path`.
 
+        The directory is staged beside `path` and renamed into place (`interp._atomic`).
+        """
+        self._check()
         root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
         tensors = {"weight": self.weight_.contiguous()}
         if self.bias_ is not None:
             tensors["bias"] = self.bias_.contiguous()
-        save_file(tensors, str(root / "refusal_head.safetensors"))
         meta = {
             "format_version": FORMAT_VERSION,
             "library_version": __version__,
             "model": info.name,
+            "model_fingerprint": getattr(self, "model_fingerprint_", "") or info.fingerprint,
             "d_model": int(self.weight_.shape[1]),
             "d_vocab": int(self.weight_.shape[0]),
             "template_hash": info.template_hash,
@@ -392,33 +402,67 @@ class RefusalHead:
                 for k in ("system", "epochs", "lr", "weight_decay", "batch_tokens", "seed")
             },
         }
-        (root / "refusal_head.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+        def write(folder: Path) -> None:
+            save_file(tensors, str(folder / "refusal_head.safetensors"))
+            sealed = seal(meta, folder, ["refusal_head.safetensors"])
+            text = json.dumps(sealed, indent=1, sort_keys=True) + "\n"
+            (folder / "refusal_head.json").write_text(text)
+
+        save_atomically(root, write)
         return root
 
     @classmethod
-    def load(cls, path: str | Path, model: TransformerBridge | None = None) -> RefusalHead:
+    def load(
+        cls,
+        path: str | Path,
+        model: TransformerBridge | None = None,
+        *,
+        allow_other_model: bool = False,
+    ) -> RefusalHead:
         """Load a saved head, checking it against `model` when given.
+
+        Args:
+            path: The directory `save` wrote.
+            model: The model it will be applied to; None skips the model checks.
+            allow_other_model: Accept a head trained on a model with other weights (same
+                shapes) on purpose; a warning is logged, `transferred_from_` names that model
+                and the unembedding check is skipped from then on.
 
         Raises:
             HeadShapeError: The head's shape differs from the model's unembedding.
             ArtifactMismatchError: The head was trained on another model (its base
                 unembedding differs).
+            ModelFingerprintError: It was trained on a model with other weights.
+            CorruptArtifactError: The JSON or the tensor file fails its checksum.
+            NonFiniteArtifactError: The saved head holds NaN or inf.
         """
         root = Path(path)
-        meta = json.loads((root / "refusal_head.json").read_text())
+        meta = read_meta(root / "refusal_head.json")
         head = cls(**meta["params"])
-        tensors = load_file(str(root / "refusal_head.safetensors"))
+        tensors = load_tensors(root / "refusal_head.safetensors", meta)
         head.weight_, head.bias_ = tensors["weight"], tensors.get("bias")
         head.fingerprint_, head.softcap_ = meta["unembedding_fingerprint"], meta["softcap"]
+        head.model_fingerprint_ = str(meta.get("model_fingerprint", ""))
         head.data_hash_, head.n_tokens_ = meta["data_hash"], meta["n_tokens"]
         head.n_pairs_, head.pairs_source_ = meta["n_pairs"], meta["pairs_source"]
         head.initial_loss_, head.losses_ = meta["initial_loss"], meta["losses"]
         head.n_params_ = int(sum(t.numel() for t in tensors.values()))
-        if model is not None:
-            try:
-                head._check_model(model)
-            except ArtifactMismatchError as err:
-                raise type(err)(
-                    f"refusal head {root} (trained on {meta['model']!r}): {err}"
-                ) from None
+        head.transferred_from_ = {"model": str(meta["model"])} if allow_other_model else None
+        if model is None:
+            head.transferred_from_ = None
+            return head
+        try:
+            head._check_model(model)
+        except ArtifactMismatchError as err:
+            raise type(err)(f"refusal head {root} (trained on {meta['model']!r}): {err}") from None
+        head.transferred_from_ = check_identity(
+            meta,
+            what="refusal head",
+            where=root,
+            saved_name=str(meta["model"]),
+            own_fingerprint=model_fingerprint(model),
+            own_name=str(model.cfg.model_name),
+            allow_other_model=allow_other_model,
+        )
         return head
