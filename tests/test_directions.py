@@ -1,13 +1,25 @@
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import interp
+from interp import _atomic as atomic_mod
+from interp._artifact import seal
 from interp.directions import Candidates, Direction, DirectionError, diff_in_means
-from interp.errors import ArtifactMismatchError, EmptyPromptSetError, SiteError, TooFewExamplesError
+from interp.errors import (
+    ArtifactMismatchError,
+    CorruptArtifactError,
+    EmptyPromptSetError,
+    ModelFingerprintError,
+    NonFiniteArtifactError,
+    SiteError,
+    TooFewExamplesError,
+)
 from interp.refusal_direction import (
     ScoreTable,
     SelectionConfig,
@@ -224,3 +236,91 @@ def test_score_candidates_shapes_and_nan_for_zero_candidates(tiny_bridge):
     assert torch.isnan(table.bypass[0]).all()
     assert torch.isfinite(table.bypass[1:]).all() and (table.kl[1:] >= 0).all()
     assert len(table.rows()) == cands.vectors.shape[0] * cands.vectors.shape[1]
+
+
+@pytest.fixture(scope="module")
+def saved_direction(tiny_model_dirs, tmp_path_factory):
+    """A direction of the seed-0 llama, saved; the model it was made on."""
+    llama = interp.load_model(tiny_model_dirs["llama"])
+    direction = diff_in_means(llama, HARMFUL, HARMLESS).direction(1, "eoi-1")
+    path = tmp_path_factory.mktemp("direction") / "refusal"
+    direction.save(path)
+    return llama, direction, path
+
+
+@pytest.mark.parametrize("kind", ["seed1", "lora"])
+def test_direction_is_refused_by_a_lookalike_model_unless_allowed(
+    saved_direction, lookalike_dirs, kind, caplog
+):
+    llama, direction, path = saved_direction
+    other = interp.load_model(lookalike_dirs[kind])
+    own, theirs = interp.model_fingerprint(llama)[:12], interp.model_fingerprint(other)[:12]
+    assert direction.model_fingerprint == interp.model_fingerprint(llama)
+    with pytest.raises(ModelFingerprintError, match=f"{own}.*{theirs}.*allow_other_model=True"):
+        Direction.load(path, model=other)
+    with caplog.at_level("WARNING"):
+        moved = Direction.load(path, model=other, allow_other_model=True)
+    assert "allow_other_model=True" in caplog.text
+    assert moved.transferred_from == {
+        "model": direction.model_name,
+        "model_fingerprint": interp.model_fingerprint(llama),
+    }
+    assert torch.equal(moved.vector, direction.vector)
+    assert Direction.load(path, model=llama).transferred_from is None
+
+
+def test_direction_saved_before_fingerprints_loads_with_a_warning(saved_direction, tmp_path, caplog):
+    llama, direction, _ = saved_direction
+    direction.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old.json").read_text())
+    for key in ("model_fingerprint", "checksum", "file_sha256"):
+        del meta[key]  # the JSON as interp wrote it before this change
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        loaded = Direction.load(tmp_path / "old", model=llama)
+    assert "cannot be checked" in caplog.text
+    assert torch.equal(loaded.vector, direction.vector)
+
+
+def test_edited_direction_files_are_refused(saved_direction, tmp_path):
+    _, direction, _ = saved_direction
+    direction.save(tmp_path / "d")
+    meta = json.loads((tmp_path / "d.json").read_text())
+    meta["layer"] = 0
+    (tmp_path / "d.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptArtifactError, match="d.json fails its checksum"):
+        Direction.load(tmp_path / "d")
+    direction.save(tmp_path / "d")
+    Direction(-direction.vector, direction.site).save(tmp_path / "e")
+    (tmp_path / "e.safetensors").replace(tmp_path / "d.safetensors")
+    with pytest.raises(CorruptArtifactError, match="d.safetensors fails its sha256"):
+        Direction.load(tmp_path / "d")
+
+
+def test_interrupted_direction_save_keeps_the_old_one(saved_direction, tmp_path, monkeypatch):
+    llama, direction, _ = saved_direction
+    direction.save(tmp_path / "d")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_replace = os.replace
+
+    def fail_on_json(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic_mod.os, "replace", fail_on_json)
+    newer = Direction.from_vector(-direction.vector, llama, 0)
+    with pytest.raises(OSError, match="disk full"):
+        newer.save(tmp_path / "d")  # dies after the new tensor file was moved into place
+    monkeypatch.setattr(atomic_mod.os, "replace", real_replace)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no staging left
+    loaded = Direction.load(tmp_path / "d", model=llama)
+    assert torch.equal(loaded.vector, direction.vector) and loaded.layer == direction.layer
+
+
+def test_non_finite_direction_file_is_refused(tmp_path):
+    save_file({"vector": torch.tensor([1.0, float("nan")])}, str(tmp_path / "nan.safetensors"))
+    meta = Direction(torch.ones(2), Site("resid_pre", 0)).metadata()
+    (tmp_path / "nan.json").write_text(json.dumps(seal(meta, tmp_path, ["nan.safetensors"])))
+    with pytest.raises(NonFiniteArtifactError, match="nan.safetensors holds NaN or inf in vector"):
+        Direction.load(tmp_path / "nan")

@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from interp.errors import ArtifactMismatchError, NotFittedError
+from interp.errors import (
+    ArtifactMismatchError,
+    CorruptArtifactError,
+    ModelFingerprintError,
+    NotFittedError,
+)
 from interp.model import ModelInfo
 from interp.safeswitch import SafeSwitchProber, prober_features
 
@@ -59,3 +64,41 @@ def test_prober_features_from_tiny_model(tmp_path):
     assert data.stage1.shape == (3, info.d_model) and data.stage2.shape == (3, info.d_model)
     assert not torch.allclose(data.stage1, data.stage2)
     assert len(data.complied) == 3 and set(data.complied) <= {0, 1}
+
+
+@pytest.mark.parametrize("kind", ["seed1", "lora"])
+def test_prober_is_refused_by_a_lookalike_model_unless_allowed(
+    tiny_model_dirs, lookalike_dirs, kind, tmp_path, caplog
+):
+    import interp
+
+    own = interp.model_info(interp.load_model(tiny_model_dirs["llama"]))
+    other = interp.model_info(interp.load_model(lookalike_dirs[kind]))
+    x1, h, x2, c = _features(d=own.d_model)
+    SafeSwitchProber("linear", epochs=5).fit(x1, h, x2, c).save(tmp_path / "p", own)
+    match = f"{own.fingerprint[:12]}.*{other.fingerprint[:12]}.*allow_other_model=True"
+    with pytest.raises(ModelFingerprintError, match=match):
+        SafeSwitchProber.load(tmp_path / "p", other)
+    with caplog.at_level("WARNING"):
+        moved = SafeSwitchProber.load(tmp_path / "p", other, allow_other_model=True)
+    assert "allow_other_model=True" in caplog.text
+    assert moved.transferred_from_ == {"model": own.name, "model_fingerprint": own.fingerprint}
+    assert SafeSwitchProber.load(tmp_path / "p", own).transferred_from_ is None
+
+
+def test_prober_save_keeps_other_files_and_refuses_edits(tmp_path):
+    x1, h, x2, c = _features()
+    (tmp_path / "notes.txt").write_text("mine")
+    SafeSwitchProber("linear", epochs=5).fit(x1, h, x2, c).save(tmp_path, _info())
+    SafeSwitchProber("linear", epochs=6).fit(x1, h, x2, c).save(tmp_path, _info())
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert SafeSwitchProber.load(tmp_path, _info()).epochs == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.txt",
+        "prober.json",
+        "prober.safetensors",
+    ]
+    text = (tmp_path / "prober.json").read_text().replace('"threshold": 0.5', '"threshold": 0.1')
+    (tmp_path / "prober.json").write_text(text)
+    with pytest.raises(CorruptArtifactError, match="prober.json fails its checksum"):
+        SafeSwitchProber.load(tmp_path, _info())

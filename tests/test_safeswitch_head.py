@@ -1,5 +1,6 @@
 """The SafeSwitch refusal head on the tiny models: training, equivalences, artifacts, bad input."""
 
+import copy
 import inspect
 
 import numpy as np
@@ -11,6 +12,8 @@ from interp.errors import (
     EmptyResponseError,
     EmptyTrainingSetError,
     HeadShapeError,
+    ModelFingerprintError,
+    NonFiniteArtifactError,
     NotFittedError,
 )
 from interp.generation import generate
@@ -203,3 +206,32 @@ def test_informative_refusals_are_preferred():
     pairs = RefusalPairs(("Make napalm",), ("No napalm from me.",))
     assert pairs.informative == (True,)
     assert np.array_equal(pairs.hash(), RefusalPairs(pairs.requests, pairs.responses).hash())
+
+
+def test_nan_weight_head_raises_on_load(trained, tmp_path):
+    model, head, _ = trained
+    broken = copy.copy(head)
+    broken.weight_ = head.weight_.clone()
+    broken.weight_[3, 1] = float("nan")
+    path = broken.save(tmp_path / "nan_head", model_info(model))
+    with pytest.raises(NonFiniteArtifactError, match="refusal_head.safetensors holds NaN.*weight"):
+        RefusalHead.load(path, model)
+    with pytest.raises(NonFiniteArtifactError):
+        RefusalHead.load(path)
+
+
+def test_head_is_refused_by_a_lora_lookalike_unless_allowed(
+    tiny_model_dirs, lookalike_dirs, tmp_path
+):
+    from conftest import boot_tiny_bridge
+
+    model = boot_tiny_bridge(tiny_model_dirs["llama"])
+    head = RefusalHead(epochs=1, batch_tokens=16).fit(model, PAIRS)
+    path = head.save(tmp_path / "head", model_info(model))
+    lora = boot_tiny_bridge(lookalike_dirs["lora"])  # same unembedding, one MLP matrix differs
+    with pytest.raises(ModelFingerprintError, match="allow_other_model=True"):
+        RefusalHead.load(path, lora)
+    moved = RefusalHead.load(path, lora, allow_other_model=True)
+    assert moved.transferred_from_ is not None
+    assert moved.transferred_from_["model_fingerprint"] == head.model_fingerprint_
+    assert len(moved.hooks(lora)) == 2
