@@ -142,10 +142,11 @@ class ActivationStore:
         `meta.json` and `index.json` are checked against their own checksums and every
         shard's size against the index at once. With `verify` (the default), each shard's
         sha256 is also checked on its first read (`get`, `load`). Measured on a store of the
-        organism (the 512 held-out prompts, `resid_post` of all 8 blocks and `ln_final`, at
-        `last` and `eoi`, float32: 9 shards, 83 MB), `load()` takes about 0.15 s without and
-        0.35 s with verification, both from the page cache, on one CPU core: hashing costs
-        about as much as reading once more. Pass `verify=False` for a trusted local store.
+        organism (its 1512 train prompts, `resid_post` of all 6 blocks and `ln_final` at
+        `last` and the 5 eoi positions, float32: 6 shards, 32.5 MB, in the page cache, one
+        thread), `load()` takes 9 ms without and 27 ms with verification: hashing runs at
+        about 1.8 GB/s, so it roughly triples the time of a warm load and is small next to a
+        cold read from disk. Pass `verify=False` for a trusted local store.
 
         Args:
             path: The store directory.

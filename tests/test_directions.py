@@ -269,7 +269,9 @@ def test_direction_is_refused_by_a_lookalike_model_unless_allowed(
     assert Direction.load(path, model=llama).transferred_from is None
 
 
-def test_direction_saved_before_fingerprints_loads_with_a_warning(saved_direction, tmp_path, caplog):
+def test_direction_saved_before_fingerprints_loads_with_a_warning(
+    saved_direction, tmp_path, caplog
+):
     llama, direction, _ = saved_direction
     direction.save(tmp_path / "old")
     meta = json.loads((tmp_path / "old.json").read_text())

@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, float] = {
     "interp._version": 0,
     "interp.errors": 0,
+    "interp._atomic": 0,
+    # Checksums, finiteness and model identity of saved artifacts (uses interp.errors only).
+    "interp._artifact": 0.5,
     "interp.sites": 1,
     "interp.min_samples": 1,
     "interp.data": 1,

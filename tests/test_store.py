@@ -7,7 +7,6 @@ import interp
 from interp import store as store_mod
 from interp.errors import CorruptStoreError, StoreMismatchError
 from interp.model import unembedding_fingerprint
-from interp.testing import build_tiny_chat_model
 
 PROMPTS = [f"Question number {i}: how do I {w}?" for i, w in enumerate("abcdefghij" * 2)]
 SITES = ["resid_post", "ln_final"]

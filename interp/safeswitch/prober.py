@@ -154,6 +154,8 @@ class SafeSwitchProber:
         stage1_: The harmfulness head; `stage2_`: the compliance head.
         mean_, scale_: Feature standardisation [2, d_model] (one row per stage).
         d_model_: Width of the features seen in fit.
+        transferred_from_: After `load(..., allow_other_model=True)` with the info of a model
+            with other weights, the name and fingerprint of the model it was trained on.
     """
 
     def __init__(
@@ -201,6 +203,7 @@ class SafeSwitchProber:
         self.mean_ = torch.stack([m for m, _ in stats])
         self.scale_ = torch.stack([s for _, s in stats])
         self.d_model_ = int(x1.shape[1])
+        self.transferred_from_: dict[str, str] | None = None
         self.stage1_ = self._train((x1 - self.mean_[0]) / self.scale_[0], y1, 0)
         self.stage2_ = self._train((x2 - self.mean_[1]) / self.scale_[1], y2, 1)
         return self
