@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 import interp
@@ -89,3 +90,19 @@ def test_import_has_no_side_effects():
         "assert logging.getLogger().handlers == h; assert sys.excepthook is sys.__excepthook__"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_fingerprint_samples_every_tensor_to_its_last_element():
+    """A tensor past float32's exact integers (2**24) is sampled in range, last element included."""
+    from interp.model import model_fingerprint
+
+    class Model:  # the one attribute model_fingerprint reads; weakly referenceable
+        def __init__(self, module: torch.nn.Module) -> None:
+            self.original_model = module
+
+    big = torch.nn.Module()
+    big.weight = torch.nn.Parameter(torch.zeros(28_311_552, dtype=torch.bfloat16))
+    first = model_fingerprint(Model(big))
+    with torch.no_grad():
+        big.weight[-1] = 1.0
+    assert model_fingerprint(Model(big)) != first
