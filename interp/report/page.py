@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from typing import Any
 import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._atomic import save_atomically
 from interp.chat import default_system_prompt
 from interp.evaluation import (
     BASELINE_CONDITIONS,
@@ -146,16 +146,22 @@ class Report:
         )
 
     def write(self, out_dir: str | Path) -> Path:
-        """Write `report.html` and `metrics.json` atomically into `out_dir`."""
+        """Write `report.html` and `metrics.json` into `out_dir`, both or neither.
+
+        They are staged in a temporary folder beside them and renamed into place
+        (`interp._atomic.save_atomically`), so a failed write leaves an older report intact.
+        """
         root = Path(out_dir)
-        root.mkdir(parents=True, exist_ok=True)
-        for name, text in (
-            ("metrics.json", json.dumps(self.metrics, indent=2, sort_keys=True) + "\n"),
-            ("report.html", self.html()),
-        ):
-            tmp = root / f".{name}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, root / name)
+        files = {
+            "metrics.json": json.dumps(self.metrics, indent=2, sort_keys=True) + "\n",
+            "report.html": self.html(),
+        }
+
+        def write(folder: Path) -> None:
+            for name, text in files.items():
+                (folder / name).write_text(text, encoding="utf-8")
+
+        save_atomically(root, write, files=list(files))
         return root / "report.html"
 
 
