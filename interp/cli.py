@@ -270,6 +270,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(threads)
     _writable_out_dir(args.out)
+    started = time.perf_counter()
     report = Report(title=f"interp report: {args.model}")
     with report.timed("load_model"):
         model = interp.load_model(args.model)
@@ -307,6 +308,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             return EXIT_BEHAVIOUR_MISMATCH
     path = report.write(args.out)
     print(f"wrote {path} and {Path(args.out) / 'metrics.json'}")
+    timings = report.metrics.get("timings", {})
+    print(
+        "stage times (s): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+        + f"; wall {time.perf_counter() - started:.1f}",
+        file=sys.stderr,
+    )
     for message in report.metrics.get("warnings", []):
         print(f"warning: {message}", file=sys.stderr)
     return 0

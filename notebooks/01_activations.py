@@ -69,8 +69,8 @@ print(interp.render(model, request, system="default"))
 sorted(interp.SAFETY_PROMPTS)
 
 # %% [markdown]
-# Every rendered sequence starts with exactly one BOS (the template adds it; `encode` does not
-# add a second). The **eoi tokens** are the template tokens between the end of the user's text
+# The BOS token appears exactly where the template writes it (the organism: once, at the
+# start; ChatML models use it to open every turn): `encode` never adds one of its own. The **eoi tokens** are the template tokens between the end of the user's text
 # and the point where the assistant starts; they are derived from the template, not hard-coded.
 
 # %%
@@ -82,7 +82,10 @@ eoi = [model.tokenizer.decode([t]) for t in interp.eoi_tokens(model)]
 print("BOS per row:", n_bos)
 print("eoi tokens:", eoi)
 print("eoi positions per row:", batch.eoi_positions.tolist())
-assert not info.template_adds_bos or n_bos == [1, 1]
+texts = [request, "Write a poem about the sea."]
+mark = model.tokenizer.bos_token or "\x00"  # some tokenizers (Qwen2) have no BOS at all
+written = [interp.render(model, t, system="short").count(mark) for t in texts]
+assert n_bos == written, (n_bos, written)
 
 # %% [markdown]
 # Batches are left padded with an attention mask; `last_index` points at the last real token.

@@ -78,6 +78,7 @@ class Report:
         finally:
             timings = self.metrics.setdefault("timings", {})
             timings[stage] = round(time.perf_counter() - start, 3)
+            logger.info("stage %s: %.1f s", stage, timings[stage])
 
     def figure_html(self, fig: go.Figure) -> str:
         """Inline a figure; the first one carries plotly.js so the page works offline."""
