@@ -36,22 +36,18 @@ N_PER_KIND = 64  # prompts per kind and split on a real model
 
 # %%
 import tempfile
-from functools import partial
 from pathlib import Path
 
 import torch
 
 import interp
+from interp.organism import load_with_prompts
 from interp.testing import build_tiny_chat_model
 
+# The organism's own splits, or (any other model) the public train / val / held-out ones.
+model, prompts = load_with_prompts(MODEL, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
 if MODEL == "organism":
-    from interp.organism import CHECKPOINT_DIR, prompts
-
     torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
-    model = interp.load_model(CHECKPOINT_DIR, device="cpu")
-else:  # a real model: the public train / val / held-out prompts (interp.data.PUBLIC_SPLITS)
-    prompts = partial(interp.data.public_prompts, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
-    model = interp.load_model(MODEL)
 info = interp.model_info(model)
 info
 

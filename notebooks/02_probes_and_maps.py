@@ -30,7 +30,6 @@ N_PER_KIND = 64  # prompts per kind and split on a real model
 
 # %%
 import tempfile
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,17 +37,14 @@ import torch
 import interp
 from interp import plots
 from interp.dro import collect_conditions, dro_figure, dro_map, prompt_shift_figure, shift_by_layer
+from interp.organism import load_with_prompts
 from interp.probes import fit_probes_per_layer
 from interp.projection import project
 
+# The organism's own splits, or (any other model) the public train / val / held-out ones.
+model, prompts = load_with_prompts(MODEL, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
 if MODEL == "organism":
-    from interp.organism import CHECKPOINT_DIR, prompts
-
     torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
-    model = interp.load_model(CHECKPOINT_DIR, device="cpu")
-else:  # a real model: the public train / val / held-out prompts (interp.data.PUBLIC_SPLITS)
-    prompts = partial(interp.data.public_prompts, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
-    model = interp.load_model(MODEL)
 info = interp.model_info(model)
 info.name, info.n_layers, info.d_model
 

@@ -33,7 +33,6 @@ N_PER_KIND = 64  # prompts per kind and split on a real model
 
 # %%
 import tempfile
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -41,6 +40,7 @@ import torch
 import interp
 from interp.directions import Direction, diff_in_means
 from interp.interventions import ActAdd, DirectionalAblation, apply, orthogonalize, save_hf
+from interp.organism import load_with_prompts
 from interp.refusal_direction import (
     evaluate_direction,
     explore,
@@ -53,14 +53,10 @@ from interp.refusal_direction import (
     select_direction,
 )
 
+# The organism's own splits, or (any other model) the public train / val / held-out ones.
+model, prompts = load_with_prompts(MODEL, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
 if MODEL == "organism":
-    from interp.organism import CHECKPOINT_DIR, prompts
-
     torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
-    model = interp.load_model(CHECKPOINT_DIR, device="cpu")
-else:  # a real model: the public train / val / held-out prompts (interp.data.PUBLIC_SPLITS)
-    prompts = partial(interp.data.public_prompts, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
-    model = interp.load_model(MODEL)
 info = interp.model_info(model)
 info.n_layers, info.d_model
 

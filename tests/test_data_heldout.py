@@ -65,3 +65,21 @@ def test_public_prompts_splits_are_disjoint_labelled_and_complete(shared_data_di
         interp.data.public_prompts("dev", data_dir=shared_data_dir)
     with pytest.raises(ValueError, match="unknown kind"):
         interp.data.public_prompts("train", "borderline", data_dir=shared_data_dir)
+
+
+def test_load_with_prompts_pairs_a_model_with_its_splits(tiny_model_dirs, shared_data_dir):
+    from interp.organism import CHECKPOINT_DIR, load_with_prompts, prompts
+
+    model, split = load_with_prompts("organism")
+    assert split is prompts and interp.model_info(model).n_layers == 6
+    assert str(CHECKPOINT_DIR).endswith("assets/organism")
+    tiny = tiny_model_dirs["qwen2"]
+    with pytest.raises(ValueError, match="pass data_dir"):
+        load_with_prompts(tiny)
+    model, split = load_with_prompts(tiny, data_dir=shared_data_dir, max_per_kind=3)
+    assert interp.model_info(model).n_layers == 2
+    test = split("test")
+    assert test.kind_counts() == dict.fromkeys(HELD_OUT_SETS, 3)
+    assert set(split("train", "harmful").texts) <= set(
+        interp.load_dataset("harmful_train", data_dir=shared_data_dir).texts
+    )
