@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from tqdm.auto import tqdm
@@ -32,7 +32,13 @@ from interp.data.promptset import texts_of
 from interp.directions import Candidates, Direction, DirectionError
 from interp.errors import EmptyPromptSetError
 from interp.interventions import ActAdd, DirectionalAblation, Intervention, apply
-from interp.refusal_direction.selection import SelectionConfig, _kl, _last_logits, layer_cut
+from interp.refusal_direction.selection import (
+    CandidateGrid,
+    SelectionConfig,
+    _kl,
+    _last_logits,
+    layer_cut,
+)
 from interp.sites import Site
 
 __all__ = [
@@ -98,7 +104,7 @@ def cosmic_pair_scores(
 
 
 @dataclass(frozen=True, eq=False)
-class CosmicTable:
+class CosmicTable(CandidateGrid):
     """COSMIC scores of every candidate; arrays are float64 [n_layers, n_positions].
 
     Attributes:
@@ -117,36 +123,12 @@ class CosmicTable:
     kl: torch.Tensor
     eval_layers: tuple[int, ...]
     base_similarity: float
+    ROW_FIELDS: ClassVar[tuple[str, ...]] = ("comply", "refuse", "score", "kl")
 
     @property
     def score(self) -> torch.Tensor:
         """The COSMIC score: comply + refuse (higher is better)."""
         return self.comply + self.refuse
-
-    @property
-    def layers(self) -> tuple[int, ...]:
-        """Layer of each row."""
-        return self.candidates.layers
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Position label of each column."""
-        return self.candidates.columns
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per candidate: layer, position, comply, refuse, score, kl."""
-        return [
-            {
-                "layer": layer,
-                "position": col,
-                "comply": float(self.comply[i, j]),
-                "refuse": float(self.refuse[i, j]),
-                "score": float(self.score[i, j]),
-                "kl": float(self.kl[i, j]),
-            }
-            for i, layer in enumerate(self.layers)
-            for j, col in enumerate(self.columns)
-        ]
 
 
 def _mean_states(

@@ -21,7 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from tqdm.auto import tqdm
@@ -128,8 +128,38 @@ def _kl(base_logits: torch.Tensor, new_logits: torch.Tensor) -> torch.Tensor:
     return (p_log.exp() * (p_log - q_log)).sum(-1)
 
 
+class CandidateGrid:
+    """A table laid out on the candidates' (layer x position) grid.
+
+    Subclasses are frozen dataclasses with a `candidates` field and [n_layers, n_positions]
+    arrays, and name the arrays `rows` reports in `ROW_FIELDS`.
+    """
+
+    candidates: Candidates
+    ROW_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Layer of each row."""
+        return self.candidates.layers
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Position label of each column."""
+        return self.candidates.columns
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per candidate: layer, position and the `ROW_FIELDS` values."""
+        arrays = {name: getattr(self, name) for name in self.ROW_FIELDS}
+        return [
+            {"layer": layer, "position": col, **{k: float(v[i, j]) for k, v in arrays.items()}}
+            for i, layer in enumerate(self.layers)
+            for j, col in enumerate(self.columns)
+        ]
+
+
 @dataclass(frozen=True, eq=False)
-class ScoreTable:
+class ScoreTable(CandidateGrid):
     """Scores of every candidate; arrays are float64 [n_layers, n_positions].
 
     Attributes:
@@ -149,30 +179,7 @@ class ScoreTable:
     base_harmful: float
     base_harmless: float
     refusal_tokens: tuple[int, ...]
-
-    @property
-    def layers(self) -> tuple[int, ...]:
-        """Layer of each row."""
-        return self.candidates.layers
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Position label of each column."""
-        return self.candidates.columns
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per candidate: layer, position, bypass, induce, kl."""
-        return [
-            {
-                "layer": layer,
-                "position": col,
-                "bypass": float(self.bypass[i, j]),
-                "induce": float(self.induce[i, j]),
-                "kl": float(self.kl[i, j]),
-            }
-            for i, layer in enumerate(self.layers)
-            for j, col in enumerate(self.columns)
-        ]
+    ROW_FIELDS: ClassVar[tuple[str, ...]] = ("bypass", "induce", "kl")
 
     def pareto(self) -> list[dict[str, Any]]:
         """Candidates not dominated in (bypass, KL), both lower-is-better, sorted by KL."""
