@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.chat import ChatBatch, encode, eoi_tokens
 from interp.data.promptset import texts_of
 from interp.errors import EmptyPromptSetError, EmptyUserSpanError, SiteError
@@ -60,7 +61,9 @@ def columns_for(model: TransformerBridge, positions: Sequence[str]) -> tuple[str
     return tuple(cols)
 
 
-def _slice(x: torch.Tensor, batch: ChatBatch, positions: Sequence[str]) -> torch.Tensor:
+def _slice(
+    x: Float[torch.Tensor, "batch pos d_model"], batch: ChatBatch, positions: Sequence[str]
+) -> Float[torch.Tensor, "batch n_positions d_model"]:
     rows = torch.arange(x.shape[0], device=x.device)
     parts: list[torch.Tensor] = []
     for pos in positions:
@@ -93,7 +96,7 @@ def collect_batch(
     batch: ChatBatch,
     needed: Sequence[Site],
     positions: Sequence[str],
-) -> dict[str, torch.Tensor]:
+) -> dict[str, Float[torch.Tensor, "batch n_positions d_model"]]:
     """Activations of one encoded batch: site label -> float32 [batch, n_columns, d_model].
 
     Runs the model's own HF modules when every site sits on a module boundary (see
@@ -146,7 +149,7 @@ class Activations:
         meta: Descriptive metadata (model, template hash, ...).
     """
 
-    data: dict[str, torch.Tensor]
+    data: dict[str, Float[torch.Tensor, "prompts n_positions d_model"]]
     sites: tuple[Site, ...]
     columns: tuple[str, ...]
     prompts: Any
@@ -156,7 +159,9 @@ class Activations:
     def __len__(self) -> int:
         return len(next(iter(self.data.values())))
 
-    def get(self, site: str | Site, position: str = "last") -> torch.Tensor:
+    def get(
+        self, site: str | Site, position: str = "last"
+    ) -> Float[torch.Tensor, "prompts d_model"]:
         """Activations of one site at one column: [n_prompts, d_model]."""
         label = Site.parse(site).label
         if label not in self.data:
@@ -165,7 +170,9 @@ class Activations:
             raise ValueError(f"position {position!r} not collected; have {self.columns}")
         return self.data[label][:, self.columns.index(position)]
 
-    def stack(self, stream: str = "resid_post", position: str = "last") -> torch.Tensor:
+    def stack(
+        self, stream: str = "resid_post", position: str = "last"
+    ) -> Float[torch.Tensor, "layer prompts d_model"]:
         """Every collected layer of one stream: [n_layers, n_prompts, d_model] in layer order."""
         chosen = sorted((s for s in self.sites if s.stream == stream), key=lambda s: s.layer or 0)
         if not chosen:

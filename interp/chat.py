@@ -15,11 +15,12 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from interp._types import Bool, Int
 from interp.data.promptset import texts_of
 from interp.errors import (
     ControlTokenError,
@@ -85,7 +86,10 @@ _EOI: weakref.WeakKeyDictionary[Any, tuple[int, ...]] = weakref.WeakKeyDictionar
 _CONTROL: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
+@runtime_checkable
 class _HasTokenizer(Protocol):
+    """Anything with a ``tokenizer`` attribute (a bridge); runtime-checkable for beartype."""
+
     tokenizer: Any
 
 
@@ -222,11 +226,11 @@ class ChatBatch:
     """
 
     texts: tuple[str, ...]
-    tokens: torch.Tensor
-    attention_mask: torch.Tensor
-    last_index: torch.Tensor
-    eoi_positions: torch.Tensor
-    user_mask: torch.Tensor
+    tokens: Int[torch.Tensor, "batch pos"]
+    attention_mask: Int[torch.Tensor, "batch pos"]
+    last_index: Int[torch.Tensor, " batch"]
+    eoi_positions: Int[torch.Tensor, "batch n_eoi"]
+    user_mask: Bool[torch.Tensor, "batch pos"]
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -26,6 +26,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp._artifact import check_identity, load_tensors, read_meta, seal
 from interp._atomic import save_atomically
+from interp._types import Float
 from interp._version import __version__
 from interp.activations import batches, collect_batch, columns_for, resolve_sites
 from interp.data.promptset import texts_of
@@ -102,7 +103,7 @@ class Direction:
             made on another model: that model's name and fingerprint. None otherwise.
     """
 
-    vector: torch.Tensor
+    vector: Float[torch.Tensor, " d_model"]
     site: Site
     position: str = "custom"
     operation: str = "custom"
@@ -136,7 +137,7 @@ class Direction:
         return float(self.vector.norm())
 
     @property
-    def unit(self) -> torch.Tensor:
+    def unit(self) -> Float[torch.Tensor, " d_model"]:
         """The unit vector r-hat (float32)."""
         return self.vector / self.vector.norm()
 
@@ -305,7 +306,7 @@ class Candidates:
         model_fingerprint: `interp.model_fingerprint` of the model ("" when unknown).
     """
 
-    vectors: torch.Tensor
+    vectors: Float[torch.Tensor, "layer n_positions d_model"]
     stream: str
     layers: tuple[int, ...]
     columns: tuple[str, ...]
@@ -333,7 +334,7 @@ class Candidates:
             model_fingerprint=self.model_fingerprint,
         )
 
-    def norms(self) -> torch.Tensor:
+    def norms(self) -> Float[torch.Tensor, "layer n_positions"]:
         """Norm of every candidate: [n_layers, n_positions]."""
         return self.vectors.norm(dim=-1)
 
@@ -351,7 +352,7 @@ def _mean_activations(
     needed: Sequence[Site],
     positions: Sequence[str],
     options: Mapping[str, Any],
-) -> torch.Tensor:
+) -> Float[torch.Tensor, "layer n_positions d_model"]:
     """Float64 mean over prompts: [n_sites, n_columns, d_model]."""
     total: torch.Tensor | None = None
     n_batches = math.ceil(len(texts) / options["batch_size"])

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float, Int
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import Prompts, texts_of
 from interp.errors import EmptyPromptSetError
@@ -43,7 +44,10 @@ __all__ = [
 ]
 
 Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
-LogitsFn = Callable[[torch.Tensor, int], torch.Tensor]
+#: `logits_fn(last, step)`: rewrites the last position's logits before the argmax.
+LogitsFn = Callable[
+    [Float[torch.Tensor, "batch d_vocab"], int], Float[torch.Tensor, "batch d_vocab"]
+]
 HooksFor = Callable[[ChatBatch], Sequence[tuple[str, Callable[..., Any]]]]
 #: `session(model, hooks)`: a context manager yielding the step function (`forward_session`).
 Session = Callable[[TransformerBridge, Sequence[Hook]], AbstractContextManager[Step]]
@@ -116,7 +120,7 @@ def greedy_decode(
     logits_fn: LogitsFn | None = None,
     stop_at_eos: bool = True,
     session: Session | None = None,
-) -> torch.Tensor:
+) -> Int[torch.Tensor, "batch new"]:
     """Greedily extend one left-padded batch; returns the new tokens [batch, <= max_new_tokens].
 
     Args:
@@ -258,7 +262,7 @@ def decode_with_states(
     max_new_tokens: int = 32,
     batch_size: int = 32,
     logits_fn: LogitsFn | None = None,
-) -> tuple[Completions, torch.Tensor]:
+) -> tuple[Completions, Float[torch.Tensor, "prompts d_model"]]:
     """Greedy completions and the final state f(x, s) of many prompts, batch-dependent hooks.
 
     Like `generate`, but each batch may get its own hooks (`hooks_for(batch)`, e.g. a soft

@@ -15,6 +15,8 @@ LAYERS: dict[str, float] = {
     "interp._version": 0,
     "interp.errors": 0,
     "interp._atomic": 0,
+    # jaxtyping aliases and the shared dimension names (batch, pos, d_model, ...).
+    "interp._types": 0,
     # Checksums, finiteness and model identity of saved artifacts (uses interp.errors only).
     "interp._artifact": 0.5,
     "interp.sites": 1,

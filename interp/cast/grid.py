@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from interp._types import Bool, Float
 from interp.errors import InterpError
 
 __all__ = ["CastError", "ConditionGrid", "condition_grid", "cosine_to", "fires"]
@@ -17,7 +18,9 @@ class CastError(InterpError, ValueError):
     """Conditional steering cannot be fitted or applied as asked (bad grid, one-class data)."""
 
 
-def cosine_to(states: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+def cosine_to(
+    states: Float[torch.Tensor, "prompts d_model"], vector: Float[torch.Tensor, " d_model"]
+) -> Float[torch.Tensor, " prompts"]:
     """Cosine of each row of `states` [n, d] with `vector` [d] (float64; 0 for a zero row).
 
     Example:
@@ -29,7 +32,9 @@ def cosine_to(states: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
     return (x @ v) / (x.norm(dim=-1) * v.norm()).clamp_min(1e-300)
 
 
-def fires(similarity: torch.Tensor, threshold: float) -> torch.Tensor:
+def fires(
+    similarity: Float[torch.Tensor, "*rows"], threshold: float
+) -> Bool[torch.Tensor, "*rows"]:
     """Where the condition holds: `similarity >= threshold` (bool, same shape).
 
     Example:

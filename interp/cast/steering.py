@@ -27,6 +27,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp._artifact import check_identity, load_tensors, read_meta, seal
 from interp._atomic import save_atomically
+from interp._types import Float
 from interp._version import __version__
 from interp.activations import collect_batch
 from interp.cast.grid import CastError, ConditionGrid, condition_grid, cosine_to, fires
@@ -91,7 +92,7 @@ def _last_states(
     layers: Sequence[int],
     system: str | None,
     bs: int,
-) -> torch.Tensor:
+) -> Float[torch.Tensor, "layer prompts d_model"]:
     """`resid_pre` at the last prompt token of every layer in `layers`: [n_layers, n, d_model]."""
     sites = [Site("resid_pre", layer) for layer in layers]
     out = torch.zeros(len(layers), len(texts), int(model.cfg.d_model))
@@ -292,7 +293,9 @@ class CAST:
         new.threshold_ = float(threshold)
         return new
 
-    def similarity(self, model: TransformerBridge, prompts: Sequence[str] | Any) -> torch.Tensor:
+    def similarity(
+        self, model: TransformerBridge, prompts: Sequence[str] | Any
+    ) -> Float[torch.Tensor, " prompts"]:
         """Cosine of each prompt's state with the condition vector, in input order (float64)."""
         self._check()
         self._check_model(model)

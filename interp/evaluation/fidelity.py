@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.activations import batches
 from interp.chat import encode
 
@@ -26,7 +27,7 @@ __all__ = ["completion_ce", "mean_kl", "next_token_logprobs"]
 @torch.no_grad()
 def next_token_logprobs(
     model: TransformerBridge, texts: Sequence[str], system: str | None, batch_size: int = 32
-) -> torch.Tensor:
+) -> Float[torch.Tensor, "prompts d_vocab"]:
     """Float64 log-probabilities [n, d_vocab] of the first answer token of each prompt."""
     parts = []
     for _, batch in batches(model, list(texts), system, batch_size):
@@ -36,7 +37,9 @@ def next_token_logprobs(
     return torch.cat(parts)
 
 
-def mean_kl(reference: torch.Tensor, other: torch.Tensor) -> float:
+def mean_kl(
+    reference: Float[torch.Tensor, "prompts d_vocab"], other: Float[torch.Tensor, "prompts d_vocab"]
+) -> float:
     """Mean over rows of KL(reference || other), both log-probabilities [n, d_vocab].
 
     Example:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.activations import batches, collect_batch, columns_for
 from interp.data.promptset import texts_of
 from interp.directions import Direction, check_vector
@@ -43,7 +44,9 @@ def ablation_sites(n_layers: int) -> list[Site]:
     return [Site(stream, layer) for layer in range(n_layers) for stream in ABLATION_STREAMS]
 
 
-def as_unit(direction: Direction | torch.Tensor, model: TransformerBridge) -> torch.Tensor:
+def as_unit(
+    direction: Direction | torch.Tensor, model: TransformerBridge
+) -> Float[torch.Tensor, " d_model"]:
     """The unit vector of `direction`, checked against `model` (float32, CPU)."""
     if isinstance(direction, Direction):
         direction.check(model)
@@ -52,12 +55,14 @@ def as_unit(direction: Direction | torch.Tensor, model: TransformerBridge) -> to
     return vec / vec.norm()
 
 
-def project_out(x: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+def project_out(
+    x: Float[torch.Tensor, "*batch d_model"], unit: Float[torch.Tensor, " d_model"]
+) -> Float[torch.Tensor, "*batch d_model"]:
     """Remove the component along `unit`: x - (x . r) r on the last axis (r of x's dtype)."""
     return x - (x @ unit).unsqueeze(-1) * unit
 
 
-def _ablation_fn(unit: torch.Tensor, offset: float = 0.0) -> Callable[..., Any]:
+def _ablation_fn(unit: Float[torch.Tensor, " d_model"], offset: float = 0.0) -> Callable[..., Any]:
     # One converted copy per (device, dtype), so the hook does no transfer per call.
     converted: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
@@ -109,7 +114,7 @@ class DirectionalAblation:
             projection on r-hat that the state keeps there.
     """
 
-    direction: Direction | torch.Tensor
+    direction: Direction | Float[torch.Tensor, " d_model"]
     offsets: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.directions import Direction, check_vector
 from interp.errors import InterpError, SiteError
 from interp.interventions.apply import Hook
@@ -64,7 +65,7 @@ class ActAdd:
             With positions, only the prompt pass is edited.
     """
 
-    direction: Direction | torch.Tensor
+    direction: Direction | Float[torch.Tensor, " d_model"]
     coeff: float = 1.0
     layer: int | None = None
     positions: Sequence[int] | None = None

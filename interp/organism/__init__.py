@@ -7,7 +7,6 @@ from scratch, `measure_behaviour` measures its refusal table, and `prompts` expo
 prompts as a `PromptSet`. The shipped checkpoint lives in ``assets/organism``.
 """
 
-
 from interp.organism.behaviour import (
     CARD_TOLERANCE,
     behaviour_failures,

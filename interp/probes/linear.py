@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from interp._types import Float
 from interp.activations import Activations
 from interp.errors import InterpError, NotFittedError
 from interp.probes._solvers import fit_logistic_batched
@@ -237,7 +238,11 @@ def fit_layers(
     return torch.stack(coef_list), torch.tensor(bias_list, dtype=torch.float64), iter_list
 
 
-def layer_scores(x: torch.Tensor, coef: torch.Tensor, intercept: torch.Tensor) -> torch.Tensor:
+def layer_scores(
+    x: Float[torch.Tensor, "layer prompts d_model"],
+    coef: Float[torch.Tensor, "layer d_model"],
+    intercept: Float[torch.Tensor, " layer"],
+) -> Float[torch.Tensor, "layer prompts"]:
     """Probe logits [n_layers, n] of activations x [n_layers, n, d] (float64 weights)."""
     return (
         torch.stack([torch.mv(x[i].double(), coef[i]) for i in range(x.shape[0])])
@@ -274,8 +279,8 @@ class ProbeSweep:
     n_train: int
     n_test: int
     backend: str
-    coef: torch.Tensor = field(repr=False, compare=False)
-    intercept: torch.Tensor = field(repr=False, compare=False)
+    coef: Float[torch.Tensor, "layer d_model"] = field(repr=False, compare=False)
+    intercept: Float[torch.Tensor, " layer"] = field(repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready summary (no weights)."""

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.activations import batches
 from interp.chat import ChatBatch
 from interp.data.promptset import texts_of
@@ -99,7 +100,9 @@ def refusal_tokens(
     return tuple(tok for tok, n in firsts.most_common() if n / total >= min_share)
 
 
-def refusal_score(logits: torch.Tensor, tokens: Sequence[int]) -> torch.Tensor:
+def refusal_score(
+    logits: Float[torch.Tensor, "*batch d_vocab"], tokens: Sequence[int]
+) -> Float[torch.Tensor, "*batch"]:
     """Log-odds of the refusal tokens: log p_ref - log(1 - p_ref), per row of [batch, d_vocab].
 
     Computed from log-softmax with two log-sum-exps, so it stays finite for p_ref near 0 or 1.
@@ -115,13 +118,18 @@ def refusal_score(logits: torch.Tensor, tokens: Sequence[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _last_logits(model: TransformerBridge, batch: ChatBatch) -> torch.Tensor:
+def _last_logits(
+    model: TransformerBridge, batch: ChatBatch
+) -> Float[torch.Tensor, "batch d_vocab"]:
     batch = batch.to(model.cfg.device)
     logits = model(batch.tokens, attention_mask=batch.attention_mask)
     return logits[:, -1].double().cpu()
 
 
-def _kl(base_logits: torch.Tensor, new_logits: torch.Tensor) -> torch.Tensor:
+def _kl(
+    base_logits: Float[torch.Tensor, "batch d_vocab"],
+    new_logits: Float[torch.Tensor, "batch d_vocab"],
+) -> Float[torch.Tensor, " batch"]:
     """KL(base || new) per row, from logits [batch, d_vocab]."""
     p_log = torch.log_softmax(base_logits, dim=-1)
     q_log = torch.log_softmax(new_logits, dim=-1)
@@ -173,9 +181,9 @@ class ScoreTable(CandidateGrid):
     """
 
     candidates: Candidates
-    bypass: torch.Tensor
-    induce: torch.Tensor
-    kl: torch.Tensor
+    bypass: Float[torch.Tensor, "layer n_positions"]
+    induce: Float[torch.Tensor, "layer n_positions"]
+    kl: Float[torch.Tensor, "layer n_positions"]
     base_harmful: float
     base_harmless: float
     refusal_tokens: tuple[int, ...]

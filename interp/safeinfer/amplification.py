@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.directions import check_vector
 from interp.errors import InterpError
 from interp.interventions.apply import Hook
@@ -49,7 +50,7 @@ class SafetyAmplification:
         coef: The multiplier (1.5 in the paper); 0 is the identity.
     """
 
-    vector: torch.Tensor
+    vector: Float[torch.Tensor, " d_model"]
     layer: int
     coef: float = 1.5
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.native import forward_session
 from interp.safeinfer.config import Head, check_heads
 from interp.sites import attn_heads_hook_name
@@ -128,7 +129,7 @@ def _grab_last(
 @torch.no_grad()
 def mean_head_activations(
     model: TransformerBridge, texts: Sequence[str], *, batch_size: int = 16
-) -> torch.Tensor:
+) -> Float[torch.Tensor, "layer n_heads d_head"]:
     """Every head's output before `o_proj` at each prompt's last token, averaged over prompts.
 
     Args:
@@ -157,8 +158,10 @@ def mean_head_activations(
 
 @torch.no_grad()
 def function_vector(
-    model: TransformerBridge, means: torch.Tensor, heads: Sequence[Head]
-) -> torch.Tensor:
+    model: TransformerBridge,
+    means: Float[torch.Tensor, "layer n_heads d_head"],
+    heads: Sequence[Head],
+) -> Float[torch.Tensor, " d_model"]:
     """FV = sum over heads of `o_proj` of the head's mean in its slice of zeros (bias excluded).
 
     Args:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.chat import ChatBatch
 from interp.data.promptset import Prompts, texts_of
 from interp.errors import EmptyPromptSetError, InterpError
@@ -41,7 +42,11 @@ from interp.safeinfer.config import STRATEGIES, Strategy, check_alpha
 __all__ = ["GuidedDecoding", "gumbel_noise", "rows_only", "sgds_score"]
 
 
-def sgds_score(guided: torch.Tensor, unsafe: torch.Tensor, alpha: float) -> torch.Tensor:
+def sgds_score(
+    guided: Float[torch.Tensor, "*batch d_vocab"],
+    unsafe: Float[torch.Tensor, "*batch d_vocab"],
+    alpha: float,
+) -> Float[torch.Tensor, "*batch d_vocab"]:
     """The sGDS score of every token from the two models' log-probabilities.
 
     >>> li, lu = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0])

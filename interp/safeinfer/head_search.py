@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._types import Float
 from interp.native import forward_session
 from interp.safeinfer.config import Head, check_layer
 from interp.safeinfer.function_vector import encode_raw, head_shape
@@ -42,7 +43,7 @@ class HeadSearch:
         n_prompts: Number of corrupted prompts.
     """
 
-    effects: torch.Tensor
+    effects: Float[torch.Tensor, "layer n_heads"]
     corrupted_prob: float
     target_token: int
     layers: tuple[int, ...]
