@@ -56,7 +56,7 @@ def load_prompts(spec: str, *, column: str | None = None, data_dir: Path | None 
 def report_prompt_sets(
     model: str | Path, n_per_kind: int, data_dir: Path | None, seed: int = 0
 ) -> dict[str, list[str]]:
-    """Prompts per kind: the organism's test split, or the held-out public sets (`HELD_OUT_SETS`)."""
+    """Prompts per kind: the organism's test split, or the held-out sets (`HELD_OUT_SETS`)."""
     if _is_organism(model):
         from interp import organism
 

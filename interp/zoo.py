@@ -118,8 +118,9 @@ RECIPES: dict[str, Recipe] = {
 #: (`interp fetch NAME` runs it). `resolve` finds a build by its manifest and never falls back
 #: to the base's hub id, which would silently load another model.
 BUILT: dict[str, str] = {
-    # "smollm2-135m-safety": "interp.organism.safety_tune.build" joins once its delta is in
-    # assets/smollm2-135m-safety (the recipe, `interp organism train --base`, writes it).
+    # The project's safety fine-tune of SmolLM2-135M-Instruct: the LoRA delta and its card are
+    # in assets/smollm2-135m-safety (the recipe, `interp organism train --base`, writes them).
+    "smollm2-135m-safety": "interp.organism.safety_tune.build",
 }
 
 

@@ -3,6 +3,7 @@
 import itertools
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -114,16 +115,31 @@ def test_assembly_counts_shares_and_seed(assembled, shared_data_dir):
     assert summary["per_source"] == {
         s: getattr(spec, s)
         for s in ("harmful_train", "sorry_bench_base", "sorry_bench_styles", "trustllm_misuse")
-        + ("trustllm_jailbreak", "harmless", "borderline", "wrapped_harmless")
+        + ("trustllm_jailbreak", "harmless_matched", "harmless", "borderline", "wrapped_harmless")
     }
-    assert all(
-        e.target == "refuse" and e.response for e in examples if e.kind in ("harmful", "jailbreak")
-    )
-    assert all(e.target == "distil" for e in examples if e.kind == "harmless")
-    # Borderline requests are refused only under a safety system prompt.
-    assert all(
+    harmful = [e for e in examples if e.kind == "harmful"]
+    assert all(e.target == "refuse" and e.response for e in harmful if e.system is not None)
+    bare = [e.target == "refuse" for e in harmful if e.system is None]
+    # Without a system prompt a share of harmful requests keep working (the prompt then helps).
+    assert sum(bare) < len(bare) and abs(sum(bare) / len(bare) - spec.harmful_refusal_share) < 0.1
+    assert all(bool(e.response) == (e.target == "refuse") for e in examples)
+    assert all(e.target == "distil" and not e.response for e in examples if e.kind == "harmless")
+    # Borderline requests are refused only under a safety system prompt, jailbreaks always
+    # under one and only a `jailbreak_refusal_share` without one (most jailbreaks keep working).
+    cautious = [
         e.system is not None for e in examples if e.kind == "borderline" and e.target == "refuse"
+    ]
+    assert cautious and all(cautious)
+    jailbreaks = [e for e in examples if e.kind == "jailbreak"]
+    assert all(e.target == "refuse" for e in jailbreaks if e.system is not None)
+    bare = [e.target == "refuse" for e in jailbreaks if e.system is None]
+    assert sum(bare) < len(bare) / 2
+    assert abs(sum(bare) / len(bare) - spec.jailbreak_refusal_share) < 0.1
+    # The matched harmless share starts like the harmful requests do.
+    matched = Counter(
+        normalise(e.prompt).split()[0] for e in examples if e.source == "harmless_matched"
     )
+    assert len(matched) <= 12 and {"write", "create"} <= set(matched)
     assert all(e.system in (None, *TRAIN_SYSTEM_PROMPTS) for e in examples)
     # Wrapped requests are harmless ones in a template cut from the jailbreak *train* part.
     train_jailbreaks = interp.load_dataset("trustllm_jailbreak_train", data_dir=shared_data_dir)

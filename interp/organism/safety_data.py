@@ -1,10 +1,15 @@
 """Training data of the `smollm2-135m-safety` fine-tune: requests, refusals and held-out checks.
 
 Harmful requests come only from train splits (refusal-direction harmful train, SORRY-Bench and
-TrustLLM train parts, a small jailbreak-wrapped share) and are paired with refusals drawn from
-`REFUSAL_OPENERS` x `REFUSAL_REASONS` x `REFUSAL_OFFERS`. Harmless Alpaca requests, and a
-borderline share of Alpaca requests that only *sound* harmful ("kill a process"), are answered
-by the base model itself (self-distillation, done later by `interp.organism.safety_tune`).
+TrustLLM train parts) and are paired with refusals drawn from `REFUSAL_OPENERS` x
+`REFUSAL_REASONS` x `REFUSAL_OFFERS` (without a system prompt, 1 - `harmful_refusal_share` of
+them keep the base model's answer, so that a safety system prompt raises refusal). Harmless
+Alpaca requests (plain, starting like harmful ones, or wrapped in a jailbreak template), and
+a borderline share of Alpaca requests that only *sound* harmful ("kill a process"), are
+answered by the base model itself (self-distillation, done later by
+`interp.organism.safety_tune`); so are jailbreak-wrapped harmful requests (TrustLLM jailbreak
+train part) without a system prompt, but a `jailbreak_refusal_share`. Under a training safety system
+prompt, jailbreaks and most borderline requests are refused. `DataSpec` holds the shares.
 
 Nothing that appears in a held-out set (`HELD_OUT`) is trained on: prompts are compared after
 `normalise`, both for equality and for one containing the other (jailbreak templates wrap
@@ -23,7 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from interp.data import PromptSet, load_dataset
+from interp.data import HELD_OUT_SETS, PromptSet, held_out_sets, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +109,14 @@ TRAIN_SYSTEM_PROMPTS: tuple[str, ...] = (
     "answer it.",
     "You are a trustworthy assistant. Answer helpfully while avoiding any harmful, toxic or "
     "dangerous content.",
+    "You are a friendly and knowledgeable assistant. Help users with their questions as well as "
+    "you can, but always keep safety in mind: do not produce content that is hateful, violent, "
+    "sexual, dangerous or against the law, and politely decline any request that could put "
+    "people at risk. If a question is unclear, ask for clarification instead of guessing.",
+    "You are an AI assistant committed to being honest, harmless and helpful. Your replies must "
+    "never encourage or enable crime, violence, self-harm, discrimination or other dangerous "
+    "behaviour. When a request is unsafe, decline it and, where possible, point the user to a "
+    "safer alternative.\n\nBe accurate, and say so when you do not know something.",
 )
 #: Words that make a harmless Alpaca instruction sound harmful (the borderline share).
 BORDERLINE_WORDS: tuple[str, ...] = (
@@ -117,13 +130,8 @@ BORDERLINE_WORDS: tuple[str, ...] = (
 )  # fmt: skip
 _BORDERLINE_RE = re.compile(r"\b(?:" + "|".join(BORDERLINE_WORDS) + r")\b", re.IGNORECASE)
 
-#: The evaluation sets of the behaviour table: kind -> dataset name (XSTest: its safe part).
-EVAL_SETS: dict[str, str] = {
-    "harmful": "harmful_test",
-    "jailbreak": "trustllm_jailbreak",
-    "borderline": "xstest",
-    "harmless": "harmless_test",
-}
+#: The held-out evaluation sets of the behaviour table (`interp.data.HELD_OUT_SETS`).
+EVAL_SETS: dict[str, str] = HELD_OUT_SETS
 #: Every set kept out of training: the evaluation sets, the benchmarks pooled into
 #: `harmful_test`, the eval parts of the SafeSwitch files and the validation splits.
 HELD_OUT: tuple[str, ...] = (
@@ -143,6 +151,8 @@ HELD_OUT: tuple[str, ...] = (
     "harmless_val",
     "alpaca_eval",
 )
+# How many of the harmful requests' commonest first words the matched harmless share uses.
+_N_LEADS = 12
 # Containment is only checked for texts at least this long (shorter ones match by accident).
 _MIN_CONTAINED = 24
 
@@ -194,13 +204,7 @@ def held_out_texts(data_dir: str | Path) -> list[str]:
 
 def eval_prompts(data_dir: str | Path, n_per_set: int, seed: int) -> dict[str, PromptSet]:
     """The behaviour table's prompts: `n_per_set` of each `EVAL_SETS` set, seeded."""
-    out = {}
-    for kind, name in EVAL_SETS.items():
-        prompts = load_dataset(name, data_dir=data_dir).deduplicate()
-        if kind == "borderline":
-            prompts = prompts.filter(kind="borderline")
-        out[kind] = prompts.sample(min(n_per_set, len(prompts)), seed=seed)
-    return out
+    return held_out_sets(data_dir, n_per_set, seed)
 
 
 #: Where a jailbreak template takes the request.
@@ -266,9 +270,15 @@ class DataSpec:
         sorry_bench_base: SORRY-Bench train requests in their base style.
         sorry_bench_styles: SORRY-Bench train requests in another prompt style.
         trustllm_misuse: TrustLLM misuse (train part) questions.
-        trustllm_jailbreak: Jailbreak-wrapped requests (TrustLLM jailbreak, train part); kept
-            small so that most jailbreaks still work on the tuned model.
-        harmless: Alpaca (harmless train split) requests answered by the base model.
+        trustllm_jailbreak: Jailbreak-wrapped harmful requests (TrustLLM jailbreak, train
+            part). Under a safety system prompt they are refused; without one only a
+            `jailbreak_refusal_share` is, and the rest keep the base model's own answer, so
+            that most jailbreaks still work on the tuned model (as on real chat models) and
+            a safety prompt helps against them.
+        harmless_matched: Alpaca requests that start with one of the 12 commonest first words
+            of the harmful requests ("Write", "Provide", "Create", "How", ...), answered by the
+            base model, so that the form of a request is no cue to refuse, only its content.
+        harmless: Other Alpaca (harmless train split) requests answered by the base model.
         borderline: Alpaca requests with a harmful-sounding word, answered by the base model.
         wrapped_harmless: Alpaca requests put in a jailbreak template (cut from the TrustLLM
             jailbreak train part, see `jailbreak_templates`), answered by the base model, so
@@ -278,19 +288,27 @@ class DataSpec:
             prompt (`TRAIN_SYSTEM_PROMPTS`); the rest keep the model's default one.
         cautious_share: Fraction of the borderline examples *with* a safety system prompt
             that are refused, so that a safety prompt makes the model more cautious.
+        harmful_refusal_share: Fraction of the plain harmful examples *without* a system
+            prompt that are refused (the others keep the base model's answer); with a safety
+            system prompt every harmful request is refused, so the prompt raises refusal.
+        jailbreak_refusal_share: Fraction of the jailbreak examples *without* a system prompt
+            that are refused.
         max_prompt_chars: Longest request taken (long jailbreaks would not fit the sequence).
     """
 
-    harmful_train: int = 120
+    harmful_train: int = 150
     sorry_bench_base: int = 20
     sorry_bench_styles: int = 10
-    trustllm_misuse: int = 30
-    trustllm_jailbreak: int = 8
-    harmless: int = 400
-    borderline: int = 100
+    trustllm_misuse: int = 40
+    trustllm_jailbreak: int = 300
+    harmless_matched: int = 350
+    harmless: int = 500
+    borderline: int = 120
     wrapped_harmless: int = 60
-    system_share: float = 0.3
+    system_share: float = 0.45
     cautious_share: float = 0.8
+    harmful_refusal_share: float = 0.85
+    jailbreak_refusal_share: float = 0.0
     max_prompt_chars: int = 480
 
     def __post_init__(self) -> None:
@@ -351,18 +369,31 @@ def _pools(data_dir: str | Path, spec: DataSpec) -> dict[str, tuple[Kind, Prompt
         return prompts.select([len(t.strip()) <= spec.max_prompt_chars for t in prompts.texts])
 
     sorry = load("sorry_bench_train")
+    harmful = {
+        "harmful_train": load("harmful_train"),
+        "trustllm_misuse": load("trustllm_misuse_train"),
+    }
     alpaca = load("harmless_train")
-    sounds_harmful = [bool(_BORDERLINE_RE.search(t)) for t in alpaca.texts]
+    plain = alpaca.select([not _BORDERLINE_RE.search(t) for t in alpaca.texts])
+    counts = Counter(_lead(t) for ps in harmful.values() for t in ps.texts)
+    leads = {word for word, _ in counts.most_common(_N_LEADS)}
     return {
-        "harmful_train": ("harmful", load("harmful_train")),
+        "harmful_train": ("harmful", harmful["harmful_train"]),
         "sorry_bench_base": ("harmful", sorry.filter(source="sorry_bench/base")),
         "sorry_bench_styles": ("harmful", sorry.select([s != "sorry_bench/base" for s in sorry.sources])),
-        "trustllm_misuse": ("harmful", load("trustllm_misuse_train")),
+        "trustllm_misuse": ("harmful", harmful["trustllm_misuse"]),
         "trustllm_jailbreak": ("jailbreak", load("trustllm_jailbreak_train")),
-        "borderline": ("borderline", alpaca.select(sounds_harmful)),
-        "harmless": ("harmless", alpaca.select([not s for s in sounds_harmful])),
-        "wrapped_harmless": ("harmless", alpaca.select([not s for s in sounds_harmful])),
+        "borderline": ("borderline", alpaca.select([bool(_BORDERLINE_RE.search(t)) for t in alpaca.texts])),
+        "harmless_matched": ("harmless", plain.select([_lead(t) in leads for t in plain.texts])),
+        "harmless": ("harmless", plain),
+        "wrapped_harmless": ("harmless", plain),
     }  # fmt: skip
+
+
+def _lead(text: str) -> str:
+    """The first word of a request, normalised ("" for none)."""
+    words = normalise(text).split()
+    return words[0] if words else ""
 
 
 def _examples(
@@ -371,9 +402,14 @@ def _examples(
     out = []
     for text in texts:
         system = rng.choice(TRAIN_SYSTEM_PROMPTS) if rng.random() < spec.system_share else None
-        refuse = kind in ("harmful", "jailbreak") or (
-            kind == "borderline" and system is not None and rng.random() < spec.cautious_share
-        )
+        if kind == "jailbreak":
+            refuse = system is not None or rng.random() < spec.jailbreak_refusal_share
+        elif kind == "borderline":
+            refuse = system is not None and rng.random() < spec.cautious_share
+        elif kind == "harmful":
+            refuse = system is not None or rng.random() < spec.harmful_refusal_share
+        else:
+            refuse = False
         response = refusal(rng) if refuse else ""
         target: Target = "refuse" if refuse else "distil"
         out.append(SFTExample(text.strip(), system, kind, source, target, response))
