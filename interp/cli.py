@@ -159,15 +159,27 @@ def check_organism_card(
     )
 
 
-def stage_sets(model: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def stage_sets(
+    model: str | Path, data_dir: Path | None = None, n_per_kind: int = 64
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Training and validation prompts for the sections that fit something.
 
     The organism has its own train / validation splits (combinations never seen in the test
-    split); for a real model the sections split the sets 50/25/25 themselves, with
-    `interp.data.split_by_kind`, so this returns empty mappings.
+    split). A real model gets the public train / validation splits (`interp.data.PUBLIC_SPLITS`:
+    harmful, harmless and jailbreak; borderline prompts are all held out), `n_per_kind` of each,
+    so that nothing is fitted on the prompts the report measures on. Without `data_dir` the
+    mappings are empty and the sections split the measured sets 50/25/25 themselves.
     """
     if not _is_organism(model):
-        return {}, {}
+        if data_dir is None:
+            return {}, {}
+        from interp import data
+
+        def public(split: str) -> dict[str, list[str]]:
+            ps = data.public_prompts(split, data_dir=data_dir, max_per_kind=n_per_kind)
+            return {kind: list(ps.filter(kind=kind).texts) for kind in dict.fromkeys(ps.kinds)}
+
+        return public("train"), public("val")
     from interp import organism
 
     def pick(split: str) -> dict[str, list[str]]:
@@ -291,7 +303,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     with report.timed("prompts"):
         sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir)
-        train, val = stage_sets(args.model)
+        train, val = stage_sets(args.model, args.data_dir, args.n_per_kind)
     for name in SECTIONS:
         if name not in args.sections:
             continue

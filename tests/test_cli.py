@@ -88,6 +88,17 @@ def test_the_organism_is_recognised_by_its_card(tiny_model_dirs):
     assert cli.stage_sets(tiny_model_dirs["llama"]) == ({}, {})
 
 
+def test_a_real_model_is_fitted_on_the_public_train_split(tiny_model_dirs, shared_data_dir):
+    if shared_data_dir is None:
+        pytest.skip("the public datasets (../shared/data) are not beside the checkout")
+    train, val = cli.stage_sets(tiny_model_dirs["llama"], shared_data_dir, 5)
+    assert set(train) == set(val) == {"harmful", "harmless", "jailbreak"}
+    assert all(len(v) == 5 for v in (*train.values(), *val.values()))
+    measured = cli.report_prompt_sets(tiny_model_dirs["llama"], 50, shared_data_dir)
+    fitted = {t for part in (train, val) for v in part.values() for t in v}
+    assert not fitted & {t for v in measured.values() for t in v}
+
+
 def test_hostile_model_names_are_escaped_in_the_page(tiny_model_dirs, shared_data_dir, tmp_path):
     import shutil
 
