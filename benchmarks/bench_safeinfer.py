@@ -32,37 +32,49 @@ def _best_of(fns: dict[str, Callable[[], object]], rounds: int = 5) -> dict[str,
     return {k: min(v) for k, v in times.items()}
 
 
-def run() -> dict[str, dict]:
+def _ratios(model, prompts: list[str], label: str, what: str, rounds: int) -> dict[str, dict]:
     import interp
-    from interp import organism
     from interp.interventions import DirectionalAblation
     from interp.safeinfer import GuidedDecoding
 
-    torch.set_num_threads(1)
-    model = interp.load_model(ORGANISM)
-    prompts = list(organism.prompts("test", "harmful").texts)[:32]
     vec = torch.randn(int(model.cfg.d_model), generator=torch.Generator().manual_seed(0))
     unsafe = (DirectionalAblation(vec),)
     doubled = GuidedDecoding(unsafe=unsafe)
     two = GuidedDecoding(unsafe=unsafe, strategy="two_pass")
-    opts = {"max_new_tokens": NEW_TOKENS, "batch_size": 32}
-    # Fixed-length decoding: the stop at EOS would make the methods decode different lengths.
+    opts = {"max_new_tokens": NEW_TOKENS, "batch_size": len(prompts)}
     t = _best_of(
         {
             "plain": lambda: interp.generate(model, prompts, **opts),
             "doubled": lambda: doubled.generate(model, prompts, **opts),
             "two_pass": lambda: two.generate(model, prompts, **opts),
-        }
+        },
+        rounds=rounds,
     )
-    what = "batch 32, organism (6 layers, d_model 128), 32 new tokens"
     return {
-        "sgds_doubled_batch_vs_greedy[organism]": {
+        f"sgds_doubled_batch_vs_greedy[{label}]": {
             "value": round(t["doubled"] / t["plain"], 3), "target": 2.2, "better": "lower",
             "what": "sGDS decoding with the unsafe model as ablation hooks in the same batch / "
             f"plain greedy decoding; {what}",
         },
-        "sgds_two_pass_vs_greedy[organism]": {
+        f"sgds_two_pass_vs_greedy[{label}]": {
             "value": round(t["two_pass"] / t["plain"], 3), "target": 2.2, "better": "lower",
             "contrast": True, "what": f"same, the unsafe half as a second pass (contrast); {what}",
         },
     }  # fmt: skip
+
+
+def run() -> dict[str, dict]:
+    import interp
+    from interp import organism, zoo
+
+    torch.set_num_threads(1)
+    model = interp.load_model(ORGANISM)
+    prompts = list(organism.prompts("test", "harmful").texts)[:32]
+    out = _ratios(model, prompts, "organism", "batch 32, organism (6 layers, d_model 128), "
+                  f"{NEW_TOKENS} new tokens", rounds=5)  # fmt: skip
+    if zoo.is_fetched("smollm2-135m-instruct"):
+        real = interp.load_model("smollm2-135m-instruct")
+        texts = list(organism.prompts("test", "harmful").texts)[:16]
+        out |= _ratios(real, texts, "smollm2-135m", "batch 16, SmolLM2-135M-Instruct (30 "
+                       f"layers, d_model 576), {NEW_TOKENS} new tokens", rounds=2)  # fmt: skip
+    return out
