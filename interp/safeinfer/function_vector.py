@@ -2,8 +2,8 @@ r"""SafeInfer's function vector: mean attention-head outputs of refusal demonstr
 
 In-context prompts hold `n_shots` demonstrations `Q: <harmful question>\nA: <refusal>\n\n`
 and one query `Q: <question>\nA:`, in plain text (no chat template; the tokenizer adds its
-BOS as usual). Every head's output before the output projection (TransformerLens' `hook_z`,
-the input of `o_proj`, `interp.sites.attn_heads_hook_name`) is read at the query's last token
+BOS as usual). Every head's output before the output projection (the input of `o_proj`,
+whose hook name `interp.sites.attn_heads_hook_name` spells) is read at the query's last token
 (the `:` of the last `A:`; prompts are left padded, so that is the last column) and averaged
 over the prompts. The function vector of a head set H is
 `FV = sum_{(l, h) in H} W_O^l[:, h] @ mean[l, h]`: each head's mean placed in its slice of
