@@ -61,6 +61,23 @@ def test_section_writes_the_metrics_block(tiny_model_dirs, tmp_path):
     assert set(block["refusal_rate"]) == {"base", "ablation", "actadd", "orthogonalized"}
     assert set(block["refusal_rate"]["base"]) == {"harmful", "harmless", "jailbreak"}
     assert block["orthogonalized_max_logit_diff_vs_hooks"] < 1e-4
-    json.dumps(report.metrics)
+    # Strict JSON apart from the loose filters' own infinities.
+    json.dumps({**block, "selection_filters": None}, allow_nan=False)
     heading, body = report.sections[-1]
     assert heading == "Refusal direction" and "Pareto" in body and "<table>" in body
+    # The tokens used (given by hand here: no coverage), the filters and bootstrap settings,
+    # every candidate's pass share, and the check by generation of the top candidates.
+    assert block["refusal_tokens_info"]["ids"] == [5, 6]
+    assert block["refusal_tokens_info"]["coverage"] is None and "given by hand" in body
+    assert block["selection_filters"]["n_resamples"] == 50
+    stability = block["stability"]
+    assert 0.0 < stability["selected_share"] <= stability["pass_share"] <= 1.0
+    assert isinstance(stability["stable"], bool) and "pass share" in body
+    assert all("pass_share" in row for row in block["candidates"])
+    check = block["generation_check"]
+    assert [r["score_rank"] for r in check["rows"]] == list(range(1, len(check["rows"]) + 1))
+    assert sorted(r["generation_rank"] for r in check["rows"]) == [
+        r["score_rank"] for r in check["rows"]
+    ]
+    assert "Check by generation" in body
+    assert "refusal tokens [5" in report.fitted["refusal_direction"]["direction"].operation

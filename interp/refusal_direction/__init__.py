@@ -3,9 +3,16 @@
 Candidates come from `interp.directions.diff_in_means` (every layer x post-instruction
 position); here they are scored and one is selected:
 
-- `refusal_tokens` / `refusal_score` / `score_candidates`: bypass (ablation on harmful),
-  induce (ActAdd on harmless) and KL (ablation on harmless) of every candidate;
-- `select_direction`: the reference's filters and ranking (`SelectionConfig`);
+- `refusal_tokens` (`RefusalTokens`): the first tokens covering 99 % of the model's own
+  greedy refusals, with their shares;
+- `sweep_candidates`: candidates at more sites (`resid_mid`, `resid_post`) and positions
+  (`last`, `mean_eoi`), in one grid;
+- `refusal_score` / `score_candidates`: bypass (ablation on harmful), induce (ActAdd on
+  harmless) and KL (ablation on harmless) of every candidate, per prompt and on average;
+- `select_direction`: the reference's filters and ranking (`SelectionConfig`), with a
+  bootstrap of the validation prompts (`Stability`: intervals, pass and selected shares);
+- `verify_by_generation`: the top candidates checked by greedy ablation / ActAdd and the
+  judge, ranked both ways;
 - `cosmic_scores` / `select_cosmic`: COSMIC's output-free alternative (Siu et al. 2025), which
   scores candidates by cosine similarity of intervened states to the other class's mean;
 - `evaluate_direction`: refusal by generation under ablation, ActAdd and orthogonalised
@@ -45,23 +52,34 @@ from interp.refusal_direction.selection import (
     SelectionConfig,
     layer_cut,
     refusal_score,
-    refusal_tokens,
     score_candidates,
     select_direction,
 )
+from interp.refusal_direction.stability import Stability, bootstrap_stability
+from interp.refusal_direction.sweep import SiteAdd, SweepCandidates, sweep_candidates
+from interp.refusal_direction.tokens import RefusalTokens, count_refusal_tokens, refusal_tokens
+from interp.refusal_direction.verify import CandidateCheck, GenerationCheck, verify_by_generation
 
 __all__ = [
     "CONDITIONS",
     "MODES",
+    "CandidateCheck",
     "CosmicSelection",
     "CosmicTable",
     "DirectionEvaluation",
     "ExplorerResult",
+    "GenerationCheck",
+    "RefusalTokens",
     "ScoreTable",
     "Selection",
     "SelectionConfig",
+    "SiteAdd",
+    "Stability",
+    "SweepCandidates",
+    "bootstrap_stability",
     "cosmic_pair_scores",
     "cosmic_scores",
+    "count_refusal_tokens",
     "evaluate_direction",
     "explore",
     "explorer_widget",
@@ -77,4 +95,6 @@ __all__ = [
     "score_heatmaps",
     "select_cosmic",
     "select_direction",
+    "sweep_candidates",
+    "verify_by_generation",
 ]

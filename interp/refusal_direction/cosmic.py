@@ -32,13 +32,8 @@ from interp.data.promptset import texts_of
 from interp.directions import Candidates, Direction, DirectionError
 from interp.errors import EmptyPromptSetError
 from interp.interventions import ActAdd, DirectionalAblation, Intervention, apply
-from interp.refusal_direction.selection import (
-    CandidateGrid,
-    SelectionConfig,
-    _kl,
-    _last_logits,
-    layer_cut,
-)
+from interp.refusal_direction.filters import CandidateGrid, SelectionConfig, layer_cut
+from interp.refusal_direction.selection import _kl, _last_logits
 from interp.sites import Site
 
 __all__ = [

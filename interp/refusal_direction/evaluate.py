@@ -28,6 +28,7 @@ from interp.interventions.ablation import DirectionalAblation
 from interp.interventions.actadd import ActAdd
 from interp.interventions.apply import Intervention, apply
 from interp.interventions.orthogonalize import orthogonalize
+from interp.refusal_direction.sweep import SiteAdd
 
 __all__ = ["CONDITIONS", "DirectionEvaluation", "evaluate_direction", "max_logit_diff"]
 
@@ -99,7 +100,8 @@ def evaluate_direction(
         direction: The refusal direction.
         prompt_sets: kind -> held-out prompts; `harmless` (if present) gives KL and CE.
         actadd_coeff: Coefficient of the activation-addition condition.
-        actadd_layer: Its layer (the direction's own layer by default).
+        actadd_layer: Its layer (`resid_pre` of it; by default the direction's own site,
+            which for a `resid_mid` / `resid_post` candidate is not a block input).
         judge: Refusal judge (DRO substring judge by default).
         system: System prompt for every condition.
         max_new_tokens: Greedy response length.
@@ -112,10 +114,16 @@ def evaluate_direction(
     chosen = judge if judge is not None else SubstringJudge("dro")
     ortho = orthogonalized if orthogonalized is not None else orthogonalize(model, direction)
     layer = direction.layer if actadd_layer is None else actadd_layer
+    # A candidate from another stream (a site sweep) is added where it was taken.
+    actadd: Intervention = (
+        ActAdd(direction, actadd_coeff, layer)
+        if actadd_layer is not None or direction.site.stream == "resid_pre"
+        else SiteAdd(direction, actadd_coeff)
+    )
     setups: dict[str, tuple[TransformerBridge, list[Intervention]]] = {
         "base": (model, []),
         "ablation": (model, [DirectionalAblation(direction)]),
-        "actadd": (model, [ActAdd(direction, actadd_coeff, layer)]),
+        "actadd": (model, [actadd]),
         "orthogonalized": (ortho, []),
     }
     rates: dict[str, dict[str, float]] = {c: {} for c in CONDITIONS}

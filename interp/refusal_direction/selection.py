@@ -3,22 +3,26 @@
 The refusal score of a prompt is the log-odds of the model's refusal tokens at the first
 response position: with p_ref the summed probability of those tokens,
 ``score = log p_ref - log(1 - p_ref)`` (Arditi et al. 2024). The refusal tokens are derived
-from the model's own refusals (`refusal_tokens`), never hard-coded per family.
+from the model's own refusals (`refusal_tokens`: the first tokens covering 99 % of them),
+never hard-coded per family; user-given ids are accepted wherever tokens are taken.
 
-For every candidate (layer x position) on validation prompts:
+For every candidate (layer x column) on validation prompts:
 
-* bypass score: mean refusal score on harmful prompts with the direction ablated everywhere;
-* induce score: mean refusal score on harmless prompts with the raw vector added at its layer;
-* KL: mean KL(base || ablated) of the last-position next-token distribution on harmless prompts.
+* bypass score: refusal score on harmful prompts with the direction ablated everywhere;
+* induce score: refusal score on harmless prompts with the raw vector added at its site;
+* KL: KL(base || ablated) of the last-position next-token distribution on harmless prompts.
 
-`select_direction` applies the paper's filters (KL <= 0.1, induce >= 0, layer < 80% depth) and
-picks the lowest bypass score; `ScoreTable.pareto` lists the bypass-vs-KL trade-off.
+Each is kept per prompt (`ScoreTable.per_prompt_*`) and averaged. `select_direction` applies
+the reference's filters (`SelectionConfig`: KL <= 0.1, induce > 0, layer < int(0.8 L)), picks
+the lowest mean bypass score, and bootstraps the validation prompts over the per-prompt
+scores (`interp.refusal_direction.stability`) to say how often that choice would be made.
+`ScoreTable.pareto` lists the bypass-vs-KL trade-off.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -32,81 +36,39 @@ from interp.activations import batches
 from interp.chat import ChatBatch
 from interp.data.promptset import texts_of
 from interp.directions import Candidates, Direction, DirectionError
-from interp.evaluation import Judge, SubstringJudge
-from interp.generation import generate
-from interp.interventions import ActAdd, DirectionalAblation, apply
+from interp.interventions import DirectionalAblation, apply
 from interp.min_samples import MIN_PER_CLASS, require_per_class
+from interp.refusal_direction.filters import (
+    CandidateGrid,
+    SelectionConfig,
+    candidate_filters,
+    layer_cut,
+)
+from interp.refusal_direction.stability import Stability, bootstrap_stability
+from interp.refusal_direction.sweep import add_at_site
+from interp.refusal_direction.tokens import RefusalTokens, as_refusal_tokens, token_ids
 
 __all__ = [
     "ScoreTable",
     "Selection",
     "SelectionConfig",
-    "refusal_score",
-    "refusal_tokens",
     "layer_cut",
+    "refusal_score",
     "score_candidates",
     "select_direction",
 ]
 
-
-def refusal_tokens(
-    model: TransformerBridge,
-    harmful: Sequence[str] | Any,
-    *,
-    judge: Judge | None = None,
-    system: str | None = None,
-    max_new_tokens: int = 24,
-    min_share: float = 0.05,
-    batch_size: int = 32,
-    min_per_class: int = MIN_PER_CLASS,
-) -> tuple[int, ...]:
-    """The first tokens of the model's own greedy refusals to `harmful` prompts.
-
-    Args:
-        model: The bridge.
-        harmful: Prompts the model should refuse (train split).
-        judge: Decides which responses are refusals (DRO substring judge by default).
-        system: System prompt used when generating.
-        max_new_tokens: Response length given to the judge.
-        min_share: Keep first tokens that start at least this share of the refusals.
-        batch_size: Prompts per forward pass.
-        min_per_class: Refusals required (`interp.MIN_PER_CLASS` by default).
-
-    Returns:
-        Token ids, most frequent first.
-
-    Raises:
-        DirectionError: The model refused none of the prompts.
-        TooFewExamplesError: It refused fewer than `min_per_class` of them.
-    """
-    chosen = judge if judge is not None else SubstringJudge("dro")
-    out = generate(
-        model, harmful, system=system, max_new_tokens=max_new_tokens, batch_size=batch_size
-    )
-    flags = chosen.is_refusal(out.texts, out.prompts)
-    firsts = Counter(toks[0] for toks, flag in zip(out.tokens, flags, strict=True) if flag and toks)
-    if not firsts:
-        raise DirectionError(
-            f"the model refused none of the {len(out.texts)} harmful prompts, so there are no "
-            "refusal tokens to score with; use prompts it refuses or pass refusal tokens explicitly"
-        )
-    total = sum(firsts.values())
-    require_per_class(
-        "the refusal tokens (first tokens of the model's own refusals)",
-        {f"refusals of {len(out.texts)} harmful prompts": total},
-        minimum=min_per_class,
-        fix="Pass more harmful prompts that the model refuses, or the refusal tokens explicitly.",
-    )
-    return tuple(tok for tok, n in firsts.most_common() if n / total >= min_share)
+logger = logging.getLogger(__name__)
 
 
 def refusal_score(
-    logits: Float[torch.Tensor, "*batch d_vocab"], tokens: Sequence[int]
+    logits: Float[torch.Tensor, "*batch d_vocab"], tokens: Sequence[int] | RefusalTokens
 ) -> Float[torch.Tensor, "*batch"]:
     """Log-odds of the refusal tokens: log p_ref - log(1 - p_ref), per row of [batch, d_vocab].
 
     Computed from log-softmax with two log-sum-exps, so it stays finite for p_ref near 0 or 1.
     """
+    tokens = token_ids(tokens)
     if not tokens:
         raise DirectionError("refusal_score needs at least one refusal token id")
     logp = torch.log_softmax(logits.double(), dim=-1)
@@ -136,36 +98,6 @@ def _kl(
     return (p_log.exp() * (p_log - q_log)).sum(-1)
 
 
-class CandidateGrid:
-    """A table laid out on the candidates' (layer x position) grid.
-
-    Subclasses are frozen dataclasses with a `candidates` field and [n_layers, n_positions]
-    arrays, and name the arrays `rows` reports in `ROW_FIELDS`.
-    """
-
-    candidates: Candidates
-    ROW_FIELDS: ClassVar[tuple[str, ...]] = ()
-
-    @property
-    def layers(self) -> tuple[int, ...]:
-        """Layer of each row."""
-        return self.candidates.layers
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Position label of each column."""
-        return self.candidates.columns
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per candidate: layer, position and the `ROW_FIELDS` values."""
-        arrays = {name: getattr(self, name) for name in self.ROW_FIELDS}
-        return [
-            {"layer": layer, "position": col, **{k: float(v[i, j]) for k, v in arrays.items()}}
-            for i, layer in enumerate(self.layers)
-            for j, col in enumerate(self.columns)
-        ]
-
-
 @dataclass(frozen=True, eq=False)
 class ScoreTable(CandidateGrid):
     """Scores of every candidate; arrays are float64 [n_layers, n_positions].
@@ -173,11 +105,16 @@ class ScoreTable(CandidateGrid):
     Attributes:
         candidates: The scored candidates.
         bypass: Mean refusal score on harmful prompts under ablation (lower = stronger).
-        induce: Mean refusal score on harmless prompts with the vector added at its layer.
+        induce: Mean refusal score on harmless prompts with the vector added at its site.
         kl: Mean KL(base || ablated) on harmless prompts at the last position.
         base_harmful: Mean refusal score on the harmful prompts without intervention.
         base_harmless: Mean refusal score on the harmless prompts without intervention.
         refusal_tokens: The token ids the scores use.
+        tokens: The same tokens with their coverage of the model's refusals (when derived
+            by `refusal_tokens`; user-given ids have no coverage).
+        per_prompt_bypass: Bypass score per harmful validation prompt [.., .., n_harmful].
+        per_prompt_induce: Induce score per harmless validation prompt [.., .., n_harmless].
+        per_prompt_kl: KL per harmless validation prompt [.., .., n_harmless].
     """
 
     candidates: Candidates
@@ -187,6 +124,10 @@ class ScoreTable(CandidateGrid):
     base_harmful: float
     base_harmless: float
     refusal_tokens: tuple[int, ...]
+    tokens: RefusalTokens | None = None
+    per_prompt_bypass: Float[torch.Tensor, "layer n_positions harmful"] | None = None
+    per_prompt_induce: Float[torch.Tensor, "layer n_positions harmless"] | None = None
+    per_prompt_kl: Float[torch.Tensor, "layer n_positions harmless"] | None = None
     ROW_FIELDS: ClassVar[tuple[str, ...]] = ("bypass", "induce", "kl")
 
     def pareto(self) -> list[dict[str, Any]]:
@@ -204,6 +145,16 @@ class ScoreTable(CandidateGrid):
         ]
         return sorted(front, key=lambda r: (r["kl"], r["bypass"]))
 
+    def stability(self, config: SelectionConfig | None = None) -> Stability | None:
+        """The bootstrap of the per-prompt scores (None without them or with 0 resamples)."""
+        config = config or SelectionConfig()
+        arrays = (self.per_prompt_bypass, self.per_prompt_induce, self.per_prompt_kl)
+        if config.n_resamples < 1 or any(a is None for a in arrays):
+            return None
+        bypass, induce, kl = arrays
+        assert bypass is not None and induce is not None and kl is not None
+        return bootstrap_stability(bypass, induce, kl, self.layers, config)
+
 
 def _score_one(
     model: TransformerBridge,
@@ -212,15 +163,15 @@ def _score_one(
     harmless: Sequence[ChatBatch],
     base_safe: Sequence[torch.Tensor],
     tokens: Sequence[int],
-) -> tuple[float, float, float]:
-    bypass, induce, kl = [], [], []
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-prompt bypass [n_harmful], induce [n_harmless] and KL [n_harmless] of one candidate."""
     with apply(model, DirectionalAblation(direction)):
         bypass = [refusal_score(_last_logits(model, b), tokens) for b in harmful]
         ablated = [_last_logits(model, b) for b in harmless]
     kl = [_kl(base, new) for base, new in zip(base_safe, ablated, strict=True)]
-    with apply(model, ActAdd(direction, 1.0)):
+    with apply(model, add_at_site(direction, 1.0)):
         induce = [refusal_score(_last_logits(model, b), tokens) for b in harmless]
-    return tuple(float(torch.cat(x).mean()) for x in (bypass, induce, kl))  # type: ignore[return-value]
+    return torch.cat(bypass), torch.cat(induce), torch.cat(kl)
 
 
 def score_candidates(
@@ -228,7 +179,7 @@ def score_candidates(
     candidates: Candidates,
     harmful: Sequence[str] | Any,
     harmless: Sequence[str] | Any,
-    tokens: Sequence[int],
+    tokens: Sequence[int] | RefusalTokens,
     *,
     system: str | None = None,
     batch_size: int = 32,
@@ -237,14 +188,15 @@ def score_candidates(
 ) -> ScoreTable:
     """Bypass, induce and KL scores of every candidate on validation prompts.
 
-    Only single forward passes are used (no generation): 3 per candidate and batch.
+    Only single forward passes are used (no generation): 3 per candidate and batch. The
+    scores are kept per prompt too, for the bootstrap of `select_direction`.
 
     Args:
         model: The bridge the candidates come from.
-        candidates: From `diff_in_means`.
+        candidates: From `diff_in_means` or `sweep_candidates`.
         harmful: Validation prompts the model refuses.
         harmless: Validation prompts it answers.
-        tokens: Refusal token ids (from `refusal_tokens`).
+        tokens: Refusal tokens (`refusal_tokens`' result, or token ids given by hand).
         system: System prompt used when rendering.
         batch_size: Prompts per forward pass.
         progress: Show a progress bar over candidates.
@@ -256,6 +208,8 @@ def score_candidates(
     Raises:
         TooFewExamplesError: Fewer than `min_per_class` harmful or harmless prompts.
     """
+    info = as_refusal_tokens(tokens)
+    ids = info.ids
     harm_texts = texts_of(harmful)
     safe_texts = texts_of(harmless)
     require_per_class(
@@ -266,60 +220,34 @@ def score_candidates(
     )
     harm = [b for _, b in batches(model, harm_texts, system, batch_size)]
     safe = [b for _, b in batches(model, safe_texts, system, batch_size)]
-    base_harm = torch.cat([refusal_score(_last_logits(model, b), tokens) for b in harm])
+    base_harm = torch.cat([refusal_score(_last_logits(model, b), ids) for b in harm])
     base_safe = [_last_logits(model, b) for b in safe]
     shape = tuple(candidates.vectors.shape[:2])
-    bypass, induce, kl = (torch.full(shape, math.nan, dtype=torch.float64) for _ in range(3))
+    pp_bypass = torch.full((*shape, len(harm_texts)), math.nan, dtype=torch.float64)
+    pp_induce = torch.full((*shape, len(safe_texts)), math.nan, dtype=torch.float64)
+    pp_kl = pp_induce.clone()
     cells = [(i, j) for i in range(shape[0]) for j in range(shape[1])]
     for i, j in tqdm(cells, desc="score candidates", disable=not progress):
         vec = candidates.vectors[i, j]
         if not bool(torch.isfinite(vec).all()) or float(vec.norm()) <= 1e-12:
             continue  # a zero or NaN candidate scores NaN and is never selected
         direction = candidates.direction(candidates.layers[i], candidates.columns[j])
-        bypass[i, j], induce[i, j], kl[i, j] = _score_one(
-            model, direction, harm, safe, base_safe, tokens
+        pp_bypass[i, j], pp_induce[i, j], pp_kl[i, j] = _score_one(
+            model, direction, harm, safe, base_safe, ids
         )
     return ScoreTable(
         candidates=candidates,
-        bypass=bypass,
-        induce=induce,
-        kl=kl,
+        bypass=pp_bypass.mean(-1),
+        induce=pp_induce.mean(-1),
+        kl=pp_kl.mean(-1),
         base_harmful=float(base_harm.mean()),
-        base_harmless=float(torch.cat([refusal_score(x, tokens) for x in base_safe]).mean()),
-        refusal_tokens=tuple(int(t) for t in tokens),
+        base_harmless=float(torch.cat([refusal_score(x, ids) for x in base_safe]).mean()),
+        refusal_tokens=ids,
+        tokens=info,
+        per_prompt_bypass=pp_bypass,
+        per_prompt_induce=pp_induce,
+        per_prompt_kl=pp_kl,
     )
-
-
-@dataclass(frozen=True)
-class SelectionConfig:
-    """Filters applied before picking the lowest bypass score (the paper's defaults).
-
-    Attributes:
-        max_kl: Discard candidates whose KL on harmless prompts exceeds this.
-        min_induce: Keep only candidates whose induce score is above this (strictly).
-        max_layer_fraction: Discard layers `>= int(max_layer_fraction * n_layers)`, the
-            reference's rule (`layer_cut`): at 0.8 it keeps layers 0-3 of 6, 0-21 of 28, 0-24
-            of 32.
-    """
-
-    max_kl: float = 0.1
-    min_induce: float = 0.0
-    max_layer_fraction: float = 0.8
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.max_layer_fraction <= 1.0:
-            raise ValueError(f"max_layer_fraction must be in (0, 1], got {self.max_layer_fraction}")
-        if self.max_kl < 0:
-            raise ValueError(f"max_kl must be >= 0, got {self.max_kl}")
-
-
-def layer_cut(n_layers: int, fraction: float = 0.8) -> int:
-    """The first discarded layer: candidates need `layer < int(fraction * n_layers)`.
-
-    The reference implementation (Arditi et al.'s `filter_fn`) discards
-    `layer >= int(0.8 * n_layers)`; this is that rule, so that both keep the same layers.
-    """
-    return int(fraction * n_layers)
 
 
 @dataclass(frozen=True, eq=False)
@@ -327,13 +255,18 @@ class Selection:
     """The selected candidate and why.
 
     Attributes:
-        direction: The chosen direction.
+        direction: The chosen direction (its `operation` names the refusal tokens used and
+            their coverage).
         bypass: Its bypass score.
         induce: Its induce score.
         kl: Its KL on harmless prompts.
         table: The full score table.
-        config: The filters used.
+        config: The filters and bootstrap settings used.
         kept: Mask [n_layers, n_positions] of candidates that passed the filters.
+        stability: The bootstrap of the validation prompts (None when it was turned off or
+            the table has no per-prompt scores).
+        column: The chosen candidate's column label (its position; `site/position` in a
+            site sweep).
     """
 
     direction: Direction
@@ -343,24 +276,76 @@ class Selection:
     table: ScoreTable
     config: SelectionConfig = field(default_factory=SelectionConfig)
     kept: torch.Tensor | None = None
+    stability: Stability | None = None
+    column: str = ""
+
+    @property
+    def cell(self) -> tuple[int, int]:
+        """(row, column) of the chosen candidate in the table's grid."""
+        i = self.table.layers.index(self.direction.layer)
+        return i, self.table.columns.index(self.column or self.direction.position)
+
+    @property
+    def selected_share(self) -> float:
+        """Share of bootstrap resamples that select this candidate (nan without a bootstrap)."""
+        if self.stability is None:
+            return math.nan
+        return float(self.stability.selected_share[self.cell])
+
+    @property
+    def pass_share(self) -> float:
+        """Share of bootstrap resamples in which it passes the filters (nan without one)."""
+        if self.stability is None:
+            return math.nan
+        return float(self.stability.pass_share[self.cell])
+
+    @property
+    def stable(self) -> bool | None:
+        """Whether the selected share reaches `config.min_selected_share` (None: no bootstrap)."""
+        if self.stability is None:
+            return None
+        return self.selected_share >= self.config.min_selected_share
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The table's rows with `kept`, and the bootstrap's intervals and shares if any."""
+        rows = self.table.rows()
+        st = self.stability
+        for n, row in enumerate(rows):
+            i, j = divmod(n, len(self.table.columns))
+            row["kept"] = bool(self.kept[i, j]) if self.kept is not None else False
+            if st is not None:
+                for name in ("bypass", "induce", "kl"):
+                    row[f"{name}_lo"] = float(getattr(st, f"{name}_lo")[i, j])
+                    row[f"{name}_hi"] = float(getattr(st, f"{name}_hi")[i, j])
+                row["pass_share"] = float(st.pass_share[i, j])
+                row["selected_share"] = float(st.selected_share[i, j])
+        return rows
+
+
+def _operation(tokens: RefusalTokens | None, ids: tuple[int, ...]) -> str:
+    """The selected direction's `operation`: how it was chosen, and with which tokens."""
+    info = tokens or RefusalTokens(ids)
+    names = info.strings or tuple(str(t) for t in info.ids)
+    listed = ", ".join(f"{t} {s!r}" for t, s in zip(info.ids, names, strict=True))
+    cover = "" if math.isnan(info.coverage) else f", opening {info.coverage:.1%} of greedy refusals"
+    return (
+        "diff_in_means; selected by lowest bypass score under directional ablation; "
+        f"refusal tokens [{listed}]{cover}"
+    )
 
 
 def select_direction(table: ScoreTable, config: SelectionConfig | None = None) -> Selection:
     """Pick the candidate with the lowest bypass score among those passing the filters.
 
+    With per-prompt scores and `config.n_resamples > 0`, the validation prompts are also
+    bootstrapped (`Selection.stability`); a selection chosen in fewer than
+    `config.min_selected_share` of the resamples is logged as unstable (`Selection.stable`).
+
     Raises:
         DirectionError: No candidate passes; the message says which filter removed most.
     """
     config = config or SelectionConfig()
-    n_layers = len(table.layers)
-    layers = torch.tensor(table.layers, dtype=torch.float64)[:, None].expand_as(table.bypass)
-    finite = table.bypass.isfinite() & table.induce.isfinite() & table.kl.isfinite()
-    cut = layer_cut(max(n_layers, max(table.layers) + 1), config.max_layer_fraction)
-    checks = {
-        "KL": table.kl <= config.max_kl,
-        "induce": table.induce > config.min_induce,
-        "layer": layers < cut,
-    }
+    finite, checks = candidate_filters(table.bypass, table.induce, table.kl, table.layers, config)
     kept = finite & checks["KL"] & checks["induce"] & checks["layer"]
     if not bool(kept.any()):
         # Count only real candidates per filter; a zero mean difference (NaN scores) is no
@@ -373,14 +358,11 @@ def select_direction(table: ScoreTable, config: SelectionConfig | None = None) -
             "min_induce, max_layer_fraction) or use more prompts"
         )
     masked = torch.where(kept, table.bypass, torch.full_like(table.bypass, math.inf))
-    flat = int(masked.argmin())
-    i, j = divmod(flat, masked.shape[1])
+    i, j = divmod(int(masked.argmin()), masked.shape[1])
     direction = table.candidates.direction(
-        table.layers[i],
-        table.columns[j],
-        operation="diff_in_means; selected by lowest bypass score under directional ablation",
+        table.layers[i], table.columns[j], operation=_operation(table.tokens, table.refusal_tokens)
     )
-    return Selection(
+    selection = Selection(
         direction=direction,
         bypass=float(table.bypass[i, j]),
         induce=float(table.induce[i, j]),
@@ -388,4 +370,17 @@ def select_direction(table: ScoreTable, config: SelectionConfig | None = None) -
         table=table,
         config=config,
         kept=kept,
+        stability=table.stability(config),
+        column=table.columns[j],
     )
+    if selection.stable is False:
+        logger.warning(
+            "the selected refusal direction (layer %d, %s) is chosen in only %.0f%% of %d "
+            "bootstrap resamples of the validation prompts (< %.0f%%): the choice is unstable",
+            direction.layer,
+            selection.column,
+            100 * selection.selected_share,
+            config.n_resamples,
+            100 * config.min_selected_share,
+        )
+    return selection
