@@ -126,7 +126,8 @@ def test_estimator_contract():
 def test_save_and_load_round_trip(trained, tmp_path):
     model, anchor, soft, _ = trained
     path = soft.save(tmp_path / "soft")
-    assert path.suffix == ".json" and (tmp_path / "soft.safetensors").exists()
+    assert path == tmp_path / "soft"
+    assert sorted(p.name for p in path.iterdir()) == ["soft_prompt.json", "soft_prompt.safetensors"]
     loaded = SoftPrompt.load(tmp_path / "soft", model)
     assert torch.equal(loaded.embeddings_, soft.embeddings_)
     assert loaded.get_params() == soft.get_params() and loaded.history_ == soft.history_
