@@ -244,10 +244,6 @@ class ModelIdentity:
             FINGERPRINT: self.fingerprint,
         }
 
-    def transfer(self) -> dict[str, str]:
-        """``{"model", "model_fingerprint"}``: what `transferred_from_` records of this model."""
-        return {"model": self.name, FINGERPRINT: self.fingerprint}
-
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> ModelIdentity:
         """Read the header fields back (missing ones, in older files, stay unknown)."""
@@ -270,6 +266,10 @@ class Saved:
         path: The artifact directory (or the base of an older sibling-file pair).
         allow_other_model: Whether a model with other weights is accepted on purpose.
         verify: Whether tensor files are checked against their sha256 (nested artifacts too).
+        check_weights: Whether the artifact's own weight checks (unembedding, embeddings,
+            `o_proj`) should run: only when no transfer was asked for and the fingerprint
+            cannot decide (a file saved before fingerprints were recorded). Otherwise the
+            fingerprint check that follows `_from_saved` decides, with its precise error.
     """
 
     meta: dict[str, Any]
@@ -278,6 +278,7 @@ class Saved:
     path: Path
     allow_other_model: bool
     verify: bool
+    check_weights: bool
 
 
 def save_artifact(
@@ -433,7 +434,8 @@ def load_artifact(
     tensors = load_tensors(tensor_path, meta, verify=verify, allow_nonfinite=allow_nonfinite)
     saved, own = ModelIdentity.from_meta(meta), ModelIdentity.of(model)
     _check_fit(saved, own, what=what, where=meta_path, error=mismatch)
-    obj = build(Saved(meta, tensors, model, root, allow_other_model, verify))
+    weights = not allow_other_model and not (saved.fingerprint and own.fingerprint)
+    obj = build(Saved(meta, tensors, model, root, allow_other_model, verify, weights))
     transfer = check_identity(
         meta,
         what=what,

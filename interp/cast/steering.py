@@ -250,13 +250,13 @@ class CAST(Artifact):
                 "this CAST is not fitted; call fit(model, harmful, harmless) or load"
             )
 
-    def _check_model(self, model: TransformerBridge) -> None:
+    def _check_model(self, model: TransformerBridge, weights: bool | None = None) -> None:
+        """Shapes and template, then (`weights`; by default unless transferred) the embeddings."""
         self.condition_.check(model)
         # A CAST loaded with allow_other_model=True is used on another model on purpose.
-        if (
-            getattr(self, "transferred_from_", None) is None
-            and _fingerprint(model) != self.fingerprint_
-        ):
+        if weights is None:
+            weights = getattr(self, "transferred_from_", None) is None
+        if weights and _fingerprint(model) != self.fingerprint_:
             raise ArtifactMismatchError(
                 f"this CAST was fitted on {self.model_.name!r}, whose embedding weights differ "
                 "from this model's; fit CAST on this model"
@@ -423,10 +423,8 @@ class CAST(Artifact):
         cast.model_ = ModelIdentity.from_meta(saved.meta)
         cast.fingerprint_ = str(saved.meta["embedding_fingerprint"])
         cast.dataset_hashes_ = dict(saved.meta["dataset_hashes"])
-        # Skip the embedding check for a deliberate transfer; shapes are still checked.
-        cast.transferred_from_ = cast.model_.transfer() if saved.allow_other_model else None
         try:
-            cast._check_model(saved.model)
+            cast._check_model(saved.model, weights=saved.check_weights)
             direction.check(saved.model)
         except (ArtifactMismatchError, SiteError) as err:
             raise ArtifactMismatchError(

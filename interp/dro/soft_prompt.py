@@ -436,7 +436,7 @@ class SoftPrompt(Artifact):
         same = torch.equal(own.token_ids_, saved.tensors["token_ids"]) and torch.allclose(
             own.initial_embeddings_, saved.tensors["initial_embeddings"], rtol=1e-5, atol=1e-6
         )
-        if not same and not saved.allow_other_model:
+        if not same and saved.check_weights:
             raise ArtifactMismatchError(
                 f"the soft prompt was trained on {saved.meta['model_name']!r}, whose embeddings of "
                 f"the {soft.init!r} prompt differ from this model's; train a soft prompt for "

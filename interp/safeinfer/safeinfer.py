@@ -224,8 +224,14 @@ class SafeInfer(Artifact):
         if not hasattr(self, "fv_"):
             raise NotFittedError("this SafeInfer is not fitted; call fit(...) or load(...)")
 
-    def check_model(self, model: TransformerBridge) -> None:
-        """Raise `FunctionVectorMismatchError` unless `model` is the one the FV was made on."""
+    def check_model(self, model: TransformerBridge, weights: bool | None = None) -> None:
+        """Raise `FunctionVectorMismatchError` unless `model` is the one the FV was made on.
+
+        Args:
+            model: The bridge.
+            weights: Also compare the unembedding and the heads' `o_proj` weights (by default
+                unless loaded onto another model on purpose, `transferred_from_`).
+        """
         self._check()
         n_layers, n_heads, _ = head_shape(model)
         problems = []
@@ -237,7 +243,9 @@ class SafeInfer(Artifact):
             if template_hash(model.tokenizer) != self.model_.template_hash:
                 problems.append("the chat template differs")
             # Loaded onto another model on purpose (allow_other_model=True): weights may differ.
-            if getattr(self, "transferred_from_", None) is None:
+            if weights is None:
+                weights = getattr(self, "transferred_from_", None) is None
+            if weights:
                 if unembedding_fingerprint(model) != self.fingerprint_:
                     problems.append("the unembedding differs")
                 if _o_proj_fingerprint(model, self.heads_) != self.o_proj_fingerprint_:
@@ -336,9 +344,7 @@ class SafeInfer(Artifact):
         est.model_ = ModelIdentity.from_meta(saved.meta)
         est.fingerprint_ = saved.meta["unembedding_fingerprint"]
         est.o_proj_fingerprint_ = saved.meta["o_proj_fingerprint"]
-        # A deliberate transfer skips the weight checks; shapes and template still count.
-        est.transferred_from_ = est.model_.transfer() if saved.allow_other_model else None
-        est.check_model(saved.model)
+        est.check_model(saved.model, weights=saved.check_weights)
         est.direction_ = (
             Direction.load(
                 saved.path / "unsafe_direction",

@@ -322,7 +322,8 @@ class RefusalHead(Artifact):
         if not hasattr(self, "weight_"):
             raise NotFittedError("this RefusalHead is not fitted; call fit(...) or load(...)")
 
-    def _check_model(self, model: TransformerBridge) -> None:
+    def _check_model(self, model: TransformerBridge, weights: bool | None = None) -> None:
+        """Shape, then (`weights`; by default unless transferred) the base unembedding."""
         weight, _ = _unembed_params(model)
         if tuple(weight.shape) != tuple(self.weight_.shape):
             raise HeadShapeError(
@@ -331,8 +332,9 @@ class RefusalHead(Artifact):
                 "model; train one for this model with RefusalHead().fit(model, ...)"
             )
         # A head loaded with allow_other_model=True is used on another model on purpose.
-        transferred = getattr(self, "transferred_from_", None) is not None
-        if not transferred and _fingerprint(weight) != self.fingerprint_:
+        if weights is None:
+            weights = getattr(self, "transferred_from_", None) is None
+        if weights and _fingerprint(weight) != self.fingerprint_:
             raise ArtifactMismatchError(
                 "the refusal head was trained on another model (the model's unembedding differs "
                 "from the one the head was copied from); train a head for this model"
@@ -406,10 +408,8 @@ class RefusalHead(Artifact):
         head.n_pairs_, head.pairs_source_ = saved.meta["n_pairs"], saved.meta["pairs_source"]
         head.initial_loss_, head.losses_ = saved.meta["initial_loss"], saved.meta["losses"]
         head.n_params_ = int(sum(t.numel() for t in saved.tensors.values()))
-        # A deliberate transfer skips the unembedding check; the shape is still checked.
-        head.transferred_from_ = head.model_.transfer() if saved.allow_other_model else None
         try:
-            head._check_model(saved.model)
+            head._check_model(saved.model, weights=saved.check_weights)
         except ArtifactMismatchError as err:
             raise type(err)(
                 f"refusal head {saved.path} (trained on {head.model_.name!r}): {err}"
