@@ -4,14 +4,13 @@ Every multi-file `save` in interp goes through `save_atomically`: the files are 
 fresh temporary folder beside the target, and only a complete set is moved into place. An
 exception during writing (a full disk, Ctrl-C) leaves the target exactly as it was.
 
-Two layouts exist. A directory artifact (`SafeSwitchProber`, `RefusalHead`, `SafeInfer`,
-`CAST`) swaps the whole folder: the old one is renamed aside, the staged one renamed into place,
-then the old one removed; entries of the old folder that the artifact does not write are
-carried over first. A pair of sibling files (`Direction`, `SoftPrompt`: `<name>.safetensors`
-and `<name>.json`) cannot be swapped in one rename, so the files are renamed one by one with
-the JSON last and the old files restored if a rename fails; only a hard kill between those two
-renames can leave new tensors beside the old JSON, and then the checksum the JSON records for
-its tensor file refuses the mix on load (`interp._artifact`).
+Two layouts exist. A directory artifact (every learned artifact, through
+`interp._artifact.save_artifact`) swaps the whole folder: the old one is renamed aside, the
+staged one renamed into place, then the old one removed; entries of the old folder that the
+artifact does not write are carried over first. A set of sibling files (the report page and
+its files) cannot be swapped in one rename, so the files are renamed one by one with the one
+that commits the set last and the old files restored if a rename fails; only a hard kill
+between two renames can leave a mixed set.
 """
 
 from __future__ import annotations

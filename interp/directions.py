@@ -6,7 +6,8 @@ input (`resid_pre`) by default (Arditi et al. 2024). Sums are accumulated in flo
 batch, so only one batch of activation slices is ever held in memory.
 
 A `Direction` is a value: the raw (unnormalised) vector plus where it was taken and what it
-was made from. It saves as safetensors + JSON and refuses to load onto another model.
+was made from. It saves as a directory of safetensors + JSON (`interp._artifact`) and refuses
+to load onto another model.
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp._artifact import check_identity, load_tensors, read_meta, seal
-from interp._atomic import save_atomically
+from interp._artifact import Artifact, ModelIdentity, Saved
 from interp._types import Float
 from interp._version import __version__
 from interp.activations import batches, collect_batch, columns_for, resolve_sites
@@ -41,8 +39,6 @@ __all__ = [
     "dataset_hash",
     "diff_in_means",
 ]
-
-_FORMAT = "interp.direction/1"
 
 
 class DirectionError(InterpError, ValueError):
@@ -84,8 +80,12 @@ def check_vector(vector: torch.Tensor, d_model: int | None = None) -> torch.Tens
 
 
 @dataclass(frozen=True, eq=False)
-class Direction:
+class Direction(Artifact):
     """One direction in a model's residual stream, with where and how it was made.
+
+    `save(dir)` / `Direction.load(dir, model)` (`interp._artifact.Artifact`); loading also
+    checks the layer against the model's depth, and reads the `<p>.json` / `<p>.safetensors`
+    pair that interp wrote before directions were directories.
 
     Attributes:
         vector: The raw vector (e.g. a difference in means); float32 [d_model]. ActAdd adds
@@ -102,6 +102,10 @@ class Direction:
         transferred_from: Set by `load(..., allow_other_model=True)` when the direction was
             made on another model: that model's name and fingerprint. None otherwise.
     """
+
+    _KIND, _VERSION, _WHAT = "direction", 1, "direction"
+    _LEGACY_PAIR = True
+    _TRANSFER = "transferred_from"
 
     vector: Float[torch.Tensor, " d_model"]
     site: Site
@@ -186,77 +190,33 @@ class Direction:
             )
         return self
 
+    @property
+    def identity(self) -> ModelIdentity:
+        """The model it was made on (its name, width, chat template and fingerprint)."""
+        return ModelIdentity(
+            self.model_name, self.d_model, self.template_hash, self.model_fingerprint
+        )
+
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description (everything but the vector)."""
         return {
-            "format": _FORMAT,
+            "format": f"interp.{self._KIND}/{self._VERSION}",
             "site": self.site.label,
             "stream": self.site.stream,
             "layer": self.layer,
             "layer_numbering": "0-based block index; resid_pre.l is the input of block l",
             "position": self.position,
             "operation": self.operation,
-            "model_name": self.model_name,
-            "d_model": self.d_model,
+            **self.identity.to_meta(),
             "norm": self.norm,
-            "template_hash": self.template_hash,
             "dataset_hashes": dict(self.dataset_hashes),
             "library_version": self.library_version,
-            "model_fingerprint": self.model_fingerprint,
         }
 
-    def save(self, path: str | Path) -> Path:
-        """Write `<path>.safetensors` (the vector) and `<path>.json` (metadata); returns the JSON.
-
-        Both files are written into a temporary folder beside them and renamed into place,
-        the JSON last (`interp._atomic`); an interrupted save leaves an older direction at
-        `path` intact. The JSON records its own checksum and the tensor file's sha256.
-        """
-        base = _base(path)
-
-        def write(folder: Path) -> None:
-            save_file(
-                {"vector": self.vector.contiguous()}, str(folder / f"{base.name}.safetensors")
-            )
-            meta = seal(self.metadata(), folder, [f"{base.name}.safetensors"])
-            text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-            (folder / f"{base.name}.json").write_text(text)
-
-        names = [f"{base.name}.safetensors", f"{base.name}.json"]
-        save_atomically(base.parent, write, files=names)
-        return base.with_suffix(".json")
-
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        model: TransformerBridge | None = None,
-        *,
-        allow_other_model: bool = False,
-    ) -> Direction:
-        """Read a saved direction; with `model`, check that it belongs to that model.
-
-        Args:
-            path: `<path>`, `<path>.json` or `<path>.safetensors`.
-            model: If given, the direction must fit it (d_model, layer, chat template) and
-                have been made on it (`interp.model_fingerprint`).
-            allow_other_model: Load a direction made on a model with other weights (same
-                shapes and template) on purpose, for a transfer experiment; a warning is
-                logged and `transferred_from` names the model it was made on.
-
-        Raises:
-            ArtifactMismatchError: The file is not a direction, or was made for another model
-                (d_model or chat template differ).
-            ModelFingerprintError: It was made on a model with other weights.
-            CorruptArtifactError: The JSON or the tensor file fails its checksum.
-            NonFiniteArtifactError: The vector holds NaN or inf.
-        """
-        base = _base(path)
-        meta = read_meta(base.with_suffix(".json"))
-        if meta.get("format") != _FORMAT:
-            raise ArtifactMismatchError(f"{base}.json is not an interp direction file")
-        vector = load_tensors(base.with_suffix(".safetensors"), meta)["vector"]
-        direction = cls(
+    def from_metadata(cls, meta: Mapping[str, Any], vector: torch.Tensor) -> Direction:
+        """The direction `metadata()` described, with its vector."""
+        return cls(
             vector,
             Site(meta["stream"], int(meta["layer"])),
             position=meta["position"],
@@ -267,26 +227,16 @@ class Direction:
             library_version=meta["library_version"],
             model_fingerprint=str(meta.get("model_fingerprint", "")),
         )
-        if model is None:
-            return direction
-        direction.check(model)
-        transfer = check_identity(
-            meta,
-            what="direction",
-            where=base.with_suffix(".json"),
-            saved_name=str(meta["model_name"]),
-            own_fingerprint=model_fingerprint(model),
-            own_name=str(model.cfg.model_name),
-            allow_other_model=allow_other_model,
-        )
-        if transfer is not None:
-            object.__setattr__(direction, "transferred_from", transfer)
-        return direction
 
+    def _identity(self) -> ModelIdentity:
+        return self.identity
 
-def _base(path: str | Path) -> Path:
-    base = Path(path)
-    return base.with_suffix("") if base.suffix in (".json", ".safetensors") else base
+    def _payload(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return self.metadata(), {"vector": self.vector}
+
+    @classmethod
+    def _from_saved(cls, saved: Saved) -> Direction:
+        return cls.from_metadata(saved.meta, saved.tensors["vector"]).check(saved.model)
 
 
 @dataclass(frozen=True, eq=False)

@@ -161,3 +161,11 @@ class CorruptArtifactError(InterpError):
 
 class NonFiniteArtifactError(CorruptArtifactError):
     """A saved artifact's tensors hold NaN or inf."""
+
+
+class ArtifactVersionError(ArtifactMismatchError):
+    """A saved artifact is in an older on-disk format that this version no longer reads.
+
+    The message names the format found and the one expected; fit the artifact again and save
+    it with this version.
+    """

@@ -153,10 +153,13 @@ rates_figure(evaluation.refusal_rate)
 
 # %% [markdown]
 # ## Saving the direction
+# Every learned artifact saves the same way: `save(dir)` writes `direction.safetensors` and
+# `direction.json` there; `load(dir, model)` checks the files and that the model is the one it
+# was made on.
 
 # %%
 path = direction.save(Path(tempfile.mkdtemp()) / "refusal_direction")
-Direction.load(path, model=model).metadata()
+Direction.load(path, model).metadata()
 
 # %% [markdown]
 # ## The explorer

@@ -58,7 +58,6 @@ from interp.safeswitch import (
 model, prompts = load_with_prompts(MODEL, data_dir=DATA_DIR, max_per_kind=N_PER_KIND)
 if MODEL == "organism":
     torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared CPU
-info = interp.model_info(model)
 KINDS = ("harmful", "jailbreak", "harmless", "borderline")
 # The public train split has no borderline prompts (they are all held out): use what it has.
 train = {k: prompts("train", k).sample(32, seed=0) for k in KINDS if k in prompts("train").kinds}
@@ -111,7 +110,9 @@ print("base:", interp.generate(model, [question], system="helpful").texts[0])
 texts = [t for k in train for t in train[k].texts]
 harmful = [int(k in ("harmful", "jailbreak")) for k in train for _ in train[k].texts]
 feats = prober_features(model, texts, max_new_tokens=16)
-prober = SafeSwitchProber(seed=0).fit(feats.stage1, harmful, feats.stage2, feats.complied)
+prober = SafeSwitchProber(seed=0).fit(
+    feats.stage1, harmful, feats.stage2, feats.complied, model=model
+)
 switch = SafeSwitch(prober, head)  # thresholds 0.5 / 0.5, helpful system prompt
 
 # %% [markdown]
@@ -152,10 +153,20 @@ calibrated = switch.calibrate(model, val, target_fpr=0.02)
 print(f"stage-1 threshold {switch.stage1_threshold} -> {calibrated.stage1_threshold:.4f}")
 
 # %% [markdown]
-# ## Saving and loading the head
-# safetensors + JSON (model, d_model, d_vocab, training-data hash); loading checks the model.
+# ## Saving and loading
+# `save(dir)` writes safetensors + JSON (model, d_model, d_vocab, training-data hash, checksums);
+# `load(dir, model)` checks the files and the model.
 
 # %%
-path = head.save(Path(tempfile.mkdtemp()) / "refusal_head", info)
+path = head.save(Path(tempfile.mkdtemp()) / "refusal_head")
 loaded = RefusalHead.load(path, model)
 sorted(p.name for p in path.iterdir()), torch.equal(loaded.weight_, head.weight_)
+
+# %% [markdown]
+# The whole switch saves the same way (its prober and head in subdirectories, the thresholds
+# in `safeswitch.json`), and loads with every part checked against the model.
+
+# %%
+switch_path = switch.save(Path(tempfile.mkdtemp()) / "safeswitch")
+again = SafeSwitch.load(switch_path, model)
+sorted(p.name for p in switch_path.iterdir()), again.stage1_threshold

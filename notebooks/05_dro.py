@@ -108,8 +108,8 @@ dro_shift_figure(evaluation.shift)
 
 # %% [markdown]
 # ## Save and reload
-# Safetensors + JSON with the model id, width, initial prompt, anchor PCA and probes, and the
-# training data hash. Loading checks the model and refuses another one.
+# `save(dir)` writes safetensors + JSON with the model id, width, initial prompt, anchor PCA and
+# probes, and the training data hash; `load(dir, model)` checks the model and refuses another.
 
 # %%
 path = soft.save(Path(tempfile.mkdtemp()) / "dro_short")

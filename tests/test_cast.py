@@ -1,12 +1,20 @@
 """Conditional activation steering (interp.cast): the gate, the grid search, artifacts, organism."""
 
+import json
+
 import pytest
 import torch
 
 import interp
 from interp.cast import CAST, CastError, condition_grid, cosine_to, fires
 from interp.directions import Direction
-from interp.errors import ArtifactMismatchError, EmptyPromptSetError, NotFittedError, SiteError
+from interp.errors import (
+    ArtifactMismatchError,
+    EmptyPromptSetError,
+    ModelFingerprintError,
+    NotFittedError,
+    SiteError,
+)
 from interp.generation import generate
 from interp.interventions import ActAdd, InterventionError, RowGated, apply
 from interp.testing import build_tiny_chat_model
@@ -161,6 +169,13 @@ def test_the_estimator_contract_and_the_fitted_state(tiny, fitted, direction):
     torch.testing.assert_close(sims, cosine_to(states, fitted.condition_.vector))
 
 
+def _drop_fingerprint(meta_path):
+    meta = json.loads(meta_path.read_text())
+    for key in ("model_fingerprint", "checksum"):
+        del meta[key]
+    meta_path.write_text(json.dumps(meta))
+
+
 def test_save_load_round_trip_and_wrong_model_refusal(tiny, fitted, tiny_model_dirs, tmp_path):
     fitted.save(tmp_path / "cast")
     loaded = CAST.load(tmp_path / "cast", tiny)
@@ -174,9 +189,15 @@ def test_save_load_round_trip_and_wrong_model_refusal(tiny, fitted, tiny_model_d
     other = interp.load_model(tiny_model_dirs["qwen2"], device="cpu")
     with pytest.raises(ArtifactMismatchError, match="does not fit this model"):
         CAST.load(tmp_path / "cast", other)
-    reseeded = build_tiny_chat_model("llama", tmp_path / "llama-seed1", seed=1)
+    reseeded = interp.load_model(
+        build_tiny_chat_model("llama", tmp_path / "llama-seed1", seed=1), device="cpu"
+    )
+    with pytest.raises(ModelFingerprintError, match="different weights"):
+        CAST.load(tmp_path / "cast", reseeded)
+    # A file saved before fingerprints were recorded: the embedding check still refuses it.
+    _drop_fingerprint(tmp_path / "cast" / "cast.json")
     with pytest.raises(ArtifactMismatchError, match="embedding weights differ"):
-        CAST.load(tmp_path / "cast", interp.load_model(reseeded, device="cpu"))
+        CAST.load(tmp_path / "cast", reseeded)
     with pytest.raises(ArtifactMismatchError, match="not a saved CAST"):
         CAST.load(tmp_path, tiny)
 

@@ -103,8 +103,10 @@ def test_save_load_roundtrip_and_mismatch(tiny_model_dirs, tmp_path):
     llama = interp.load_model(tiny_model_dirs["llama"])
     qwen = interp.load_model(tiny_model_dirs["qwen2"])
     direction = diff_in_means(llama, HARMFUL, HARMLESS).direction(1, "eoi-1")
-    meta_path = direction.save(tmp_path / "refusal")
-    meta = json.loads(meta_path.read_text())
+    saved = direction.save(tmp_path / "refusal")
+    assert saved == tmp_path / "refusal"
+    assert sorted(p.name for p in saved.iterdir()) == ["direction.json", "direction.safetensors"]
+    meta = json.loads((saved / "direction.json").read_text())
     for key in (
         "site",
         "layer",
@@ -116,16 +118,16 @@ def test_save_load_roundtrip_and_mismatch(tiny_model_dirs, tmp_path):
         "library_version",
     ):
         assert key in meta
-    loaded = Direction.load(tmp_path / "refusal.json", model=llama)
+    loaded = Direction.load(tmp_path / "refusal", llama)
     assert torch.equal(loaded.vector, direction.vector)
     assert (loaded.site, loaded.position) == (direction.site, direction.position)
     with pytest.raises(ArtifactMismatchError, match="chat template"):
-        Direction.load(tmp_path / "refusal", model=qwen)
+        Direction.load(tmp_path / "refusal", qwen)
     meta["d_model"] = 32
     small = Direction(torch.ones(32), Site("resid_pre", 0), model_name="other")
     small.save(tmp_path / "small")
     with pytest.raises(ArtifactMismatchError, match="d_model"):
-        Direction.load(tmp_path / "small", model=llama)
+        Direction.load(tmp_path / "small", llama)
 
 
 def test_refusal_score_is_log_odds():
@@ -257,72 +259,89 @@ def test_direction_is_refused_by_a_lookalike_model_unless_allowed(
     own, theirs = interp.model_fingerprint(llama)[:12], interp.model_fingerprint(other)[:12]
     assert direction.model_fingerprint == interp.model_fingerprint(llama)
     with pytest.raises(ModelFingerprintError, match=f"{own}.*{theirs}.*allow_other_model=True"):
-        Direction.load(path, model=other)
+        Direction.load(path, other)
     with caplog.at_level("WARNING"):
-        moved = Direction.load(path, model=other, allow_other_model=True)
+        moved = Direction.load(path, other, allow_other_model=True)
     assert "allow_other_model=True" in caplog.text
     assert moved.transferred_from == {
         "model": direction.model_name,
         "model_fingerprint": interp.model_fingerprint(llama),
     }
     assert torch.equal(moved.vector, direction.vector)
-    assert Direction.load(path, model=llama).transferred_from is None
+    assert Direction.load(path, llama).transferred_from is None
 
 
 def test_direction_saved_before_fingerprints_loads_with_a_warning(
     saved_direction, tmp_path, caplog
 ):
     llama, direction, _ = saved_direction
-    direction.save(tmp_path / "old")
-    meta = json.loads((tmp_path / "old.json").read_text())
+    direction.save(tmp_path / "new")
+    # The layout and JSON interp wrote before: a sibling pair old.json / old.safetensors,
+    # without fingerprint or checksums.
+    (tmp_path / "new" / "direction.safetensors").replace(tmp_path / "old.safetensors")
+    meta = json.loads((tmp_path / "new" / "direction.json").read_text())
     for key in ("model_fingerprint", "checksum", "file_sha256"):
-        del meta[key]  # the JSON as interp wrote it before this change
+        del meta[key]
     (tmp_path / "old.json").write_text(json.dumps(meta))
-    with caplog.at_level("WARNING"):
-        loaded = Direction.load(tmp_path / "old", model=llama)
-    assert "cannot be checked" in caplog.text
-    assert torch.equal(loaded.vector, direction.vector)
+    for name in ("old", "old.json"):
+        with caplog.at_level("WARNING"):
+            loaded = Direction.load(tmp_path / name, llama)
+        assert "cannot be checked" in caplog.text
+        assert torch.equal(loaded.vector, direction.vector)
 
 
 def test_edited_direction_files_are_refused(saved_direction, tmp_path):
-    _, direction, _ = saved_direction
-    direction.save(tmp_path / "d")
-    meta = json.loads((tmp_path / "d.json").read_text())
+    llama, direction, _ = saved_direction
+    meta_path = direction.save(tmp_path / "d") / "direction.json"
+    meta = json.loads(meta_path.read_text())
     meta["layer"] = 0
-    (tmp_path / "d.json").write_text(json.dumps(meta))
-    with pytest.raises(CorruptArtifactError, match="d.json fails its checksum"):
-        Direction.load(tmp_path / "d")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CorruptArtifactError, match="direction.json fails its checksum"):
+        Direction.load(tmp_path / "d", llama)
     direction.save(tmp_path / "d")
     Direction(-direction.vector, direction.site).save(tmp_path / "e")
-    (tmp_path / "e.safetensors").replace(tmp_path / "d.safetensors")
-    with pytest.raises(CorruptArtifactError, match="d.safetensors fails its sha256"):
-        Direction.load(tmp_path / "d")
+    (tmp_path / "e" / "direction.safetensors").replace(tmp_path / "d" / "direction.safetensors")
+    with pytest.raises(CorruptArtifactError, match="direction.safetensors fails its sha256"):
+        Direction.load(tmp_path / "d", llama)
+    # verify=False trusts the tensor file (the swapped vector loads); the JSON is still checked.
+    assert torch.equal(
+        Direction.load(tmp_path / "d", llama, verify=False).vector, -direction.vector
+    )
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_interrupted_direction_save_keeps_the_old_one(saved_direction, tmp_path, monkeypatch):
     llama, direction, _ = saved_direction
     direction.save(tmp_path / "d")
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = _tree(tmp_path)
     real_replace = os.replace
 
-    def fail_on_json(src, dst):
-        if str(dst).endswith(".json"):
+    def fail_into_place(src, dst):
+        if Path(dst) == tmp_path / "d" and Path(src).name == "new":
             raise OSError("disk full")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(atomic_mod.os, "replace", fail_on_json)
+    monkeypatch.setattr(atomic_mod.os, "replace", fail_into_place)
     newer = Direction.from_vector(-direction.vector, llama, 0)
     with pytest.raises(OSError, match="disk full"):
-        newer.save(tmp_path / "d")  # dies after the new tensor file was moved into place
+        newer.save(tmp_path / "d")  # dies when the new directory is moved into place
     monkeypatch.setattr(atomic_mod.os, "replace", real_replace)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no staging left
-    loaded = Direction.load(tmp_path / "d", model=llama)
+    assert _tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    loaded = Direction.load(tmp_path / "d", llama)
     assert torch.equal(loaded.vector, direction.vector) and loaded.layer == direction.layer
 
 
-def test_non_finite_direction_file_is_refused(tmp_path):
-    save_file({"vector": torch.tensor([1.0, float("nan")])}, str(tmp_path / "nan.safetensors"))
+def test_non_finite_direction_file_is_refused(saved_direction, tmp_path):
+    llama = saved_direction[0]
+    folder = tmp_path / "nan"
+    folder.mkdir()
+    save_file({"vector": torch.tensor([1.0, float("nan")])}, str(folder / "direction.safetensors"))
     meta = Direction(torch.ones(2), Site("resid_pre", 0)).metadata()
-    (tmp_path / "nan.json").write_text(json.dumps(seal(meta, tmp_path, ["nan.safetensors"])))
-    with pytest.raises(NonFiniteArtifactError, match="nan.safetensors holds NaN or inf in vector"):
-        Direction.load(tmp_path / "nan")
+    (folder / "direction.json").write_text(
+        json.dumps(seal(meta, folder, ["direction.safetensors"]))
+    )
+    with pytest.raises(NonFiniteArtifactError, match="direction.safetensors holds NaN or inf"):
+        Direction.load(folder, llama)

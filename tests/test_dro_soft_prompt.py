@@ -1,6 +1,7 @@
 """SoftPrompt on the tiny families: placement, exactness, frozen training, artifacts, bad input."""
 
 import inspect
+import json
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from interp.dro import AnchorSpace, collect_anchor_data, final_states
 from interp.dro.soft_prompt import SoftPrompt, soft_positions
 from interp.errors import (
     ArtifactMismatchError,
+    ModelFingerprintError,
     NonFiniteLossError,
     NotFittedError,
     SingleKindError,
@@ -126,7 +128,8 @@ def test_estimator_contract():
 def test_save_and_load_round_trip(trained, tmp_path):
     model, anchor, soft, _ = trained
     path = soft.save(tmp_path / "soft")
-    assert path.suffix == ".json" and (tmp_path / "soft.safetensors").exists()
+    assert path == tmp_path / "soft"
+    assert sorted(p.name for p in path.iterdir()) == ["soft_prompt.json", "soft_prompt.safetensors"]
     loaded = SoftPrompt.load(tmp_path / "soft", model)
     assert torch.equal(loaded.embeddings_, soft.embeddings_)
     assert loaded.get_params() == soft.get_params() and loaded.history_ == soft.history_
@@ -149,6 +152,13 @@ def test_loading_for_another_model_is_refused(trained, tiny_model_dirs, tmp_path
         SoftPrompt.load(tmp_path / "soft", qwen)
     other_dir = build_tiny_chat_model("llama", tmp_path / "llama_seed1", seed=1)
     other = interp.load_model(other_dir)
+    with pytest.raises(ModelFingerprintError, match="different weights"):
+        SoftPrompt.load(tmp_path / "soft", other)
+    # Saved before fingerprints were recorded: the initial-prompt embeddings still refuse it.
+    meta_path = tmp_path / "soft" / "soft_prompt.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["model_fingerprint"], meta["checksum"]
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(ArtifactMismatchError, match="embeddings of the 'short' prompt differ"):
         SoftPrompt.load(tmp_path / "soft", other)
     wide_dir = build_tiny_chat_model("llama", tmp_path / "llama_wide", d_model=32, n_heads=2)

@@ -17,8 +17,6 @@ LAYERS: dict[str, float] = {
     "interp._atomic": 0,
     # jaxtyping aliases and the shared dimension names (batch, pos, d_model, ...).
     "interp._types": 0,
-    # Checksums, finiteness and model identity of saved artifacts (uses interp.errors only).
-    "interp._artifact": 0.5,
     "interp.sites": 1,
     "interp.min_samples": 1,
     "interp.data": 1,
@@ -27,6 +25,9 @@ LAYERS: dict[str, float] = {
     "interp.zoo": 2,
     "interp.model": 3,
     "interp.native": 3,
+    # The one save/load of learned artifacts: checksums, finiteness, model identity (uses
+    # interp.model for the identity and interp._atomic for the swap).
+    "interp._artifact": 3.5,
     "interp.activations": 4,
     "interp.generation": 4,
     "interp.store": 5,

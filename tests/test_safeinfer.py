@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import interp
-from interp.errors import NotFittedError
+from interp.errors import ModelFingerprintError, NotFittedError
 from interp.interventions import DirectionalAblation
 from interp.safeinfer import (
     AlphaError,
@@ -197,8 +197,11 @@ def test_fit_save_load_and_another_model(model, direction, tmp_path):
     assert loaded.config == est.config and loaded.get_params() == est.get_params()
     assert _tokens(loaded.generate(model, PROMPTS, max_new_tokens=6)) == _tokens(out)
     other = interp.load_model(build_tiny_chat_model("llama", tmp_path / "o", n_layers=3, seed=1))
-    with pytest.raises(FunctionVectorMismatchError):
+    with pytest.raises(ModelFingerprintError, match="different weights"):
         SafeInfer.load(tmp_path / "si", other)
+    wider = interp.load_model(build_tiny_chat_model("llama", tmp_path / "w", d_model=32, n_heads=2))
+    with pytest.raises(FunctionVectorMismatchError, match="d_model 64"):
+        SafeInfer.load(tmp_path / "si", wider)
     with pytest.raises(HeadOutOfRangeError):
         SafeInfer(heads=[(0, 9)], mode="sa").fit(model, QUESTIONS)
     with pytest.raises(LayerOutOfRangeError):

@@ -13,22 +13,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp._artifact import check_identity, load_tensors, read_meta, seal
-from interp._atomic import save_atomically
+from interp._artifact import Artifact, ModelIdentity, Saved
 from interp._types import Float
-from interp._version import __version__
 from interp.activations import collect_batch
 from interp.cast.grid import CastError, ConditionGrid, condition_grid, cosine_to, fires
 from interp.data.promptset import texts_of
@@ -36,14 +31,12 @@ from interp.directions import Direction, dataset_hash
 from interp.errors import ArtifactMismatchError, EmptyPromptSetError, NotFittedError, SiteError
 from interp.generation import Completions, batched, cut_at_eos, eos_token_ids, greedy_decode
 from interp.interventions import ActAdd, RowGated, fwd_hooks
-from interp.model import model_fingerprint, template_hash
 from interp.sites import Site
 
 __all__ = ["CAST", "CastResult"]
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = "interp.cast/1"
 _POSITION = "last"
 
 
@@ -103,8 +96,11 @@ def _last_states(
     return out
 
 
-class CAST:
+class CAST(Artifact):
     """Conditional activation steering of the refusal direction (estimator contract).
+
+    `save(dir)` / `CAST.load(dir, model)` (`interp._artifact.Artifact`); loading also checks
+    the depth and, unless `allow_other_model`, the embedding weights it was fitted on.
 
     Args:
         direction: The refusal direction (the behaviour vector), added unnormalised as
@@ -121,6 +117,8 @@ class CAST:
         batch_size: Prompts per forward pass.
         seed: Seed of the train/validation split.
     """
+
+    _KIND, _VERSION, _WHAT = "cast", 1, "CAST"
 
     def __init__(
         self,
@@ -235,10 +233,8 @@ class CAST:
         self.layers_ = tuple(layers)
         self.layer_ = self.grid_.best_layer
         self.threshold_ = self.grid_.best_threshold
-        self.model_name_ = str(model.cfg.model_name)
-        self.template_hash_ = template_hash(model.tokenizer)
+        self.model_ = ModelIdentity.of(model)
         self.fingerprint_ = _fingerprint(model)
-        self.model_fingerprint_ = model_fingerprint(model)
         self.transferred_from_: dict[str, str] | None = None
         self.dataset_hashes_ = {
             "harmful": dataset_hash(harmful),
@@ -254,15 +250,15 @@ class CAST:
                 "this CAST is not fitted; call fit(model, harmful, harmless) or load"
             )
 
-    def _check_model(self, model: TransformerBridge) -> None:
+    def _check_model(self, model: TransformerBridge, weights: bool | None = None) -> None:
+        """Shapes and template, then (`weights`; by default unless transferred) the embeddings."""
         self.condition_.check(model)
         # A CAST loaded with allow_other_model=True is used on another model on purpose.
-        if (
-            getattr(self, "transferred_from_", None) is None
-            and _fingerprint(model) != self.fingerprint_
-        ):
+        if weights is None:
+            weights = getattr(self, "transferred_from_", None) is None
+        if weights and _fingerprint(model) != self.fingerprint_:
             raise ArtifactMismatchError(
-                f"this CAST was fitted on {self.model_name_!r}, whose embedding weights differ "
+                f"this CAST was fitted on {self.model_.name!r}, whose embedding weights differ "
                 "from this model's; fit CAST on this model"
             )
 
@@ -275,10 +271,10 @@ class CAST:
             Site("resid_pre", self.layer_),
             position=_POSITION,
             operation="cast condition: unit diff_in_means, layer and threshold by validation F1",
-            model_name=self.model_name_,
-            template_hash=self.template_hash_,
+            model_name=self.model_.name,
+            template_hash=self.model_.template_hash,
             dataset_hashes=self.dataset_hashes_,
-            model_fingerprint=getattr(self, "model_fingerprint_", ""),
+            model_fingerprint=self.model_.fingerprint,
         )
 
     def _steering(self) -> ActAdd:
@@ -394,26 +390,14 @@ class CAST:
             "seed": int(self.seed),
         }
 
-    def save(self, path: str | Path) -> Path:
-        """Write `cast.safetensors` and `cast.json` into directory `path`; returns the directory.
-
-        The directory is staged beside `path` and renamed into place (`interp._atomic`), so an
-        interrupted save leaves an older CAST there intact.
-        """
+    def _payload(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._check()
-        root = Path(path)
         tensors = {
-            "condition_vectors": self.condition_vectors_.contiguous(),
-            "direction": self.direction.vector.contiguous(),
+            "condition_vectors": self.condition_vectors_,
+            "direction": self.direction.vector,
             **self.grid_.tensors(),
         }
         meta = {
-            "format": _FORMAT,
-            "library_version": __version__,
-            "model_name": self.model_name_,
-            "model_fingerprint": getattr(self, "model_fingerprint_", ""),
-            "d_model": int(self.condition_vectors_.shape[1]),
-            "template_hash": self.template_hash_,
             "embedding_fingerprint": self.fingerprint_,
             "dataset_hashes": self.dataset_hashes_,
             "condition_layers": list(self.layers_),
@@ -426,80 +410,24 @@ class CAST:
             "direction": self.direction.metadata(),
             "params": self.get_params(),
         }
-
-        def write(folder: Path) -> None:
-            save_file(tensors, str(folder / "cast.safetensors"))
-            sealed = seal(meta, folder, ["cast.safetensors"])
-            (folder / "cast.json").write_text(json.dumps(sealed, indent=2, sort_keys=True) + "\n")
-
-        save_atomically(root, write)
-        return root
+        return meta, tensors
 
     @classmethod
-    def load(
-        cls, path: str | Path, model: TransformerBridge, *, allow_other_model: bool = False
-    ) -> CAST:
-        """Load a saved CAST for `model`; refuses a model it was not fitted on.
-
-        Args:
-            path: The directory `save` wrote.
-            model: The model to use it on.
-            allow_other_model: Load it onto a model with other weights (same shapes and
-                template) on purpose; a warning is logged and `transferred_from_` names the
-                model it was fitted on.
-
-        Raises:
-            ArtifactMismatchError: Not a CAST directory, or fitted on another model (width,
-                depth, chat template or embedding weights differ).
-            ModelFingerprintError: Fitted on a model with other weights.
-            CorruptArtifactError: `cast.json` or `cast.safetensors` fails its checksum.
-            NonFiniteArtifactError: A saved tensor holds NaN or inf.
-        """
-        root = Path(path)
-        meta_path = root / "cast.json"
-        if not meta_path.is_file():
-            raise ArtifactMismatchError(f"{root} holds no cast.json; it is not a saved CAST")
-        meta = read_meta(meta_path)
-        if meta.get("format") != _FORMAT:
-            raise ArtifactMismatchError(f"{meta_path} is not an interp CAST file")
-        tensors = load_tensors(root / "cast.safetensors", meta)
-        d = meta["direction"]
-        direction = Direction(
-            tensors["direction"],
-            Site(d["stream"], int(d["layer"])),
-            position=d["position"],
-            operation=d["operation"],
-            model_name=d["model_name"],
-            template_hash=d["template_hash"],
-            dataset_hashes=d["dataset_hashes"],
-            library_version=d["library_version"],
-            model_fingerprint=str(d.get("model_fingerprint", "")),
-        )
-        cast = cls(direction, **meta["params"])
-        cast.grid_ = ConditionGrid.from_saved(tensors, meta["grid"])
-        cast.condition_vectors_ = tensors["condition_vectors"]
-        cast.layers_ = tuple(int(x) for x in meta["condition_layers"])
-        cast.layer_, cast.threshold_ = int(meta["layer"]), float(meta["threshold"])
-        cast.model_name_, cast.template_hash_ = str(meta["model_name"]), str(meta["template_hash"])
-        cast.fingerprint_ = str(meta["embedding_fingerprint"])
-        cast.dataset_hashes_ = dict(meta["dataset_hashes"])
-        cast.model_fingerprint_ = str(meta.get("model_fingerprint", ""))
-        # Skip the embedding check for a deliberate transfer; shapes are still checked.
-        cast.transferred_from_ = {"model": cast.model_name_} if allow_other_model else None
+    def _from_saved(cls, saved: Saved) -> CAST:
+        direction = Direction.from_metadata(saved.meta["direction"], saved.tensors["direction"])
+        cast = cls(direction, **saved.meta["params"])
+        cast.grid_ = ConditionGrid.from_saved(saved.tensors, saved.meta["grid"])
+        cast.condition_vectors_ = saved.tensors["condition_vectors"]
+        cast.layers_ = tuple(int(x) for x in saved.meta["condition_layers"])
+        cast.layer_, cast.threshold_ = int(saved.meta["layer"]), float(saved.meta["threshold"])
+        cast.model_ = ModelIdentity.from_meta(saved.meta)
+        cast.fingerprint_ = str(saved.meta["embedding_fingerprint"])
+        cast.dataset_hashes_ = dict(saved.meta["dataset_hashes"])
         try:
-            cast._check_model(model)
-            direction.check(model)
+            cast._check_model(saved.model, weights=saved.check_weights)
+            direction.check(saved.model)
         except (ArtifactMismatchError, SiteError) as err:
             raise ArtifactMismatchError(
-                f"CAST {root} (fitted on {meta['model_name']!r}) does not fit this model: {err}"
+                f"CAST {saved.path} (fitted on {cast.model_.name!r}) does not fit this model: {err}"
             ) from None
-        cast.transferred_from_ = check_identity(
-            meta,
-            what="CAST",
-            where=meta_path,
-            saved_name=cast.model_name_,
-            own_fingerprint=model_fingerprint(model),
-            own_name=str(model.cfg.model_name),
-            allow_other_model=allow_other_model,
-        )
         return cast

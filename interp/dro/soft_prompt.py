@@ -16,21 +16,16 @@ only edits the prompt pass (later steps see one token and are left alone).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp._artifact import check_identity, load_tensors, read_meta, seal
-from interp._atomic import save_atomically
-from interp._version import __version__
+from interp._artifact import Artifact, ModelIdentity, Saved
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import texts_of
 from interp.dro.anchor import FINAL_SITE, AnchorSpace, check_prompt_name, split_kinds, texts_hash
@@ -38,7 +33,6 @@ from interp.dro.loss import DEFAULT_LOSS_WEIGHTS, dro_loss
 from interp.errors import ArtifactMismatchError, InterpError, NonFiniteLossError, NotFittedError
 from interp.generation import Completions, decode_with_states
 from interp.interventions.apply import Hook
-from interp.model import model_fingerprint, template_hash
 from interp.sites import Site
 
 __all__ = ["SoftPrompt", "SoftPromptError", "frozen", "soft_positions"]
@@ -137,8 +131,13 @@ def _final(model: TransformerBridge, batch: ChatBatch, hooks: Sequence[Hook]) ->
     return got["f"]
 
 
-class SoftPrompt:
+class SoftPrompt(Artifact):
     """A human safety prompt as trainable embeddings, optimised with DRO (estimator contract).
+
+    `save(dir)` / `SoftPrompt.load(dir, model)` (`interp._artifact.Artifact`); loading also
+    checks, unless `allow_other_model`, that the model embeds the initial prompt as the one it
+    was trained on, and reads the `<p>.json` / `<p>.safetensors` pair that interp wrote before
+    soft prompts were directories.
 
     Args:
         init: Name of the human safety prompt it starts from (`interp.SAFETY_PROMPTS`).
@@ -158,12 +157,15 @@ class SoftPrompt:
         anchor_: The `AnchorSpace` it was trained against (None if never trained).
         history_: Loss terms per optimisation step (`total`, `refusal`, `harm`, `off_subspace`).
         n_steps_: Optimisation steps taken.
-        model_name_: Name of the model it belongs to. template_hash_: its chat template's hash.
-            model_fingerprint_: its `interp.model_fingerprint`.
+        model_: The `ModelIdentity` of the model it belongs to (name, width, chat template,
+            fingerprint).
         transferred_from_: After `load(..., allow_other_model=True)` onto a model with other
             weights, the name and fingerprint of the model it was trained on; else None.
         data_hash_: SHA-256 of the training texts and labels ("" if untrained).
     """
+
+    _KIND, _VERSION, _WHAT = "soft_prompt", 1, "soft prompt"
+    _LEGACY_PAIR = True
 
     def __init__(
         self,
@@ -219,10 +221,7 @@ class SoftPrompt:
         self.anchor_: AnchorSpace | None = None
         self.history_: list[dict[str, float]] = []
         self.n_steps_ = 0
-        self.model_name_ = str(model.cfg.model_name)
-        self.d_model_ = int(model.cfg.d_model)
-        self.template_hash_ = template_hash(model.tokenizer)
-        self.model_fingerprint_ = model_fingerprint(model)
+        self.model_ = ModelIdentity.of(model)
         self.transferred_from_: dict[str, str] | None = None
         self.data_hash_ = ""
         return self
@@ -400,31 +399,16 @@ class SoftPrompt:
 
     # ------------------------------------------------------------------ artifacts
 
-    def save(self, path: str | Path) -> Path:
-        """Write `<path>.safetensors` (embeddings, anchor space) and `<path>.json` (metadata).
-
-        Both files are staged in a temporary folder beside them and renamed into place, the
-        JSON last (`interp._atomic`); an interrupted save leaves an older soft prompt intact.
-
-        Returns:
-            The JSON path.
-        """
+    def _payload(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._check()
-        base = _base_path(path)
         tensors = {
-            "embeddings": self.embeddings_.contiguous(),
-            "initial_embeddings": self.initial_embeddings_.contiguous(),
-            "token_ids": self.token_ids_.to(torch.long).contiguous(),
+            "embeddings": self.embeddings_,
+            "initial_embeddings": self.initial_embeddings_,
+            "token_ids": self.token_ids_.to(torch.long),
         }
         if self.anchor_ is not None:
-            tensors.update({k: v.contiguous() for k, v in self.anchor_.tensors().items()})
+            tensors.update(self.anchor_.tensors())
         meta = {
-            "format": _FORMAT,
-            "library_version": __version__,
-            "model_name": self.model_name_,
-            "model_fingerprint": getattr(self, "model_fingerprint_", ""),
-            "d_model": self.d_model_,
-            "template_hash": self.template_hash_,
             "init": self.init,
             "n_tokens": len(self.token_ids_),
             "params": self.get_params(),
@@ -433,15 +417,7 @@ class SoftPrompt:
             "n_steps": self.n_steps_,
             "history": self.history_,
         }
-        names = [f"{base.name}.safetensors", f"{base.name}.json"]
-
-        def write(folder: Path) -> None:
-            save_file(tensors, str(folder / names[0]))
-            sealed = seal(meta, folder, names[:1])
-            (folder / names[1]).write_text(json.dumps(sealed, indent=2, sort_keys=True) + "\n")
-
-        save_atomically(base.parent, write, files=names)
-        return base.with_suffix(".json")
+        return meta, tensors
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as given to `__init__` (JSON-ready)."""
@@ -452,91 +428,30 @@ class SoftPrompt:
         }  # fmt: skip
 
     @classmethod
-    def load(
-        cls, path: str | Path, model: TransformerBridge, *, allow_other_model: bool = False
-    ) -> SoftPrompt:
-        """Load a saved soft prompt for `model`; refuses a model it was not made for.
-
-        Args:
-            path: `<path>`, `<path>.json` or `<path>.safetensors`.
-            model: The model to use it with.
-            allow_other_model: Accept a soft prompt trained on a model with other weights
-                (same width and template) on purpose; a warning is logged and
-                `transferred_from_` names that model.
-
-        Raises:
-            ArtifactMismatchError: The file is not a soft prompt, or the model's width, chat
-                template or embeddings of the initial prompt differ from the ones it was
-                trained on.
-            ModelFingerprintError: It was trained on a model with other weights.
-            CorruptArtifactError: The JSON or the tensor file fails its checksum.
-            NonFiniteArtifactError: A saved tensor holds NaN or inf.
-        """
-        base = _base_path(path)
-        meta = read_meta(base.with_suffix(".json"))
-        if meta.get("format") != _FORMAT:
-            raise ArtifactMismatchError(f"{base}.json is not an interp soft prompt file")
-        params = dict(meta["params"])
+    def _from_saved(cls, saved: Saved) -> SoftPrompt:
+        params = dict(saved.meta["params"])
         params["loss_weights"] = tuple(params["loss_weights"])
-        init = params.pop("init")
-        soft = cls(init, **params)
-        tensors = load_tensors(base.with_suffix(".safetensors"), meta)
-        _check_model(meta, model)
-        own = cls(init).initialize(model)
-        same = torch.equal(own.token_ids_, tensors["token_ids"]) and torch.allclose(
-            own.initial_embeddings_, tensors["initial_embeddings"], rtol=1e-5, atol=1e-6
+        soft = cls(params.pop("init"), **params)
+        own = cls(soft.init).initialize(saved.model)
+        same = torch.equal(own.token_ids_, saved.tensors["token_ids"]) and torch.allclose(
+            own.initial_embeddings_, saved.tensors["initial_embeddings"], rtol=1e-5, atol=1e-6
         )
-        if not same and not allow_other_model:
+        if not same and saved.check_weights:
             raise ArtifactMismatchError(
-                f"the soft prompt was trained on {meta['model_name']!r}, whose embeddings of the "
-                f"{init!r} prompt differ from this model's; train a soft prompt for this model"
+                f"the soft prompt was trained on {saved.meta['model_name']!r}, whose embeddings of "
+                f"the {soft.init!r} prompt differ from this model's; train a soft prompt for "
+                "this model"
             )
-        soft.transferred_from_ = check_identity(
-            meta,
-            what="soft prompt",
-            where=base.with_suffix(".json"),
-            saved_name=str(meta["model_name"]),
-            own_fingerprint=model_fingerprint(model),
-            own_name=str(model.cfg.model_name),
-            allow_other_model=allow_other_model,
-        )
-        soft.model_fingerprint_ = str(meta.get("model_fingerprint", ""))
-        soft.initial_embeddings_ = tensors["initial_embeddings"]
-        soft.embeddings_ = tensors["embeddings"]
-        soft.token_ids_ = tensors["token_ids"]
+        soft.model_ = ModelIdentity.from_meta(saved.meta)
+        soft.initial_embeddings_ = saved.tensors["initial_embeddings"]
+        soft.embeddings_ = saved.tensors["embeddings"]
+        soft.token_ids_ = saved.tensors["token_ids"]
         soft.anchor_ = (
             None
-            if meta["anchor_params"] is None
-            else AnchorSpace.from_tensors(tensors, meta["anchor_params"])
+            if saved.meta["anchor_params"] is None
+            else AnchorSpace.from_tensors(saved.tensors, saved.meta["anchor_params"])
         )
-        soft.history_ = list(meta["history"])
-        soft.n_steps_ = int(meta["n_steps"])
-        soft.model_name_ = str(meta["model_name"])
-        soft.d_model_ = int(meta["d_model"])
-        soft.template_hash_ = str(meta["template_hash"])
-        soft.data_hash_ = str(meta["data_hash"])
+        soft.history_ = list(saved.meta["history"])
+        soft.n_steps_ = int(saved.meta["n_steps"])
+        soft.data_hash_ = str(saved.meta["data_hash"])
         return soft
-
-
-_FORMAT = "interp.soft_prompt/1"
-
-
-def _base_path(path: str | Path) -> Path:
-    base = Path(path)
-    return base.with_suffix("") if base.suffix in (".json", ".safetensors") else base
-
-
-def _check_model(meta: dict[str, Any], model: TransformerBridge) -> None:
-    """Raise `ArtifactMismatchError` when the model's width or template differ from `meta`'s."""
-    d_model = int(model.cfg.d_model)
-    if int(meta["d_model"]) != d_model:
-        raise ArtifactMismatchError(
-            f"the soft prompt has d_model {meta['d_model']} (trained on {meta['model_name']!r}) "
-            f"but this model has {d_model}; train a soft prompt for this model"
-        )
-    own = template_hash(model.tokenizer)
-    if meta["template_hash"] and own != meta["template_hash"]:
-        raise ArtifactMismatchError(
-            f"the soft prompt was trained with another chat template (model "
-            f"{meta['model_name']!r}); its tokens would sit elsewhere. Train one for this model"
-        )

@@ -165,7 +165,7 @@ def add_dro(
             larger one so that a few steps suffice on the organism).
         max_new_tokens: Length of the greedy evaluation responses.
         seed: Seed of the sampling, the training subset and the shuffling.
-        save_to: Optional path prefix to save the soft prompt (safetensors + JSON).
+        save_to: Optional directory to save the soft prompt in (`SoftPrompt.save`).
         min_per_class: Sampled refusals and compliant answers the anchor's refusal model
             needs of each (`interp.MIN_PER_CLASS`); below it the section is skipped.
 

@@ -11,29 +11,20 @@ direction ablated (`DirectionalAblation`), a stand-in for the paper's harmful fi
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp._artifact import check_identity, load_tensors, read_meta, seal
-from interp._atomic import save_atomically
-from interp._version import __version__
+from interp._artifact import Artifact, ModelIdentity, Saved
 from interp.data.promptset import Prompts, texts_of
 from interp.directions import Direction
 from interp.errors import InterpError, NotFittedError
 from interp.generation import Completions, generate
 from interp.interventions import DirectionalAblation
-from interp.model import (
-    model_fingerprint,
-    template_hash,
-    unembedding_fingerprint,
-    weight_fingerprint,
-)
+from interp.model import template_hash, unembedding_fingerprint, weight_fingerprint
 from interp.safeinfer.amplification import SafetyAmplification
 from interp.safeinfer.config import (
     FunctionVectorMismatchError,
@@ -59,7 +50,6 @@ from interp.safeinfer.head_search import HeadSearch, search_heads
 
 __all__ = ["SafeInfer"]
 
-_FORMAT = "interp.safeinfer/1"
 _PARAMS = (
     "layer", "coef", "alpha", "heads", "mode", "n_heads", "n_shots", "n_prompts",
     "search_layers", "n_search_prompts", "answer", "strategy", "sample", "seed",
@@ -75,8 +65,13 @@ def _o_proj_fingerprint(model: TransformerBridge, heads: Sequence[Head]) -> str:
     return weight_fingerprint(torch.cat(weights, dim=1)) if weights else ""
 
 
-class SafeInfer:
+class SafeInfer(Artifact):
     """SafeInfer (Banerjee et al., AAAI 2025) on one model: SA, sGDS or both (estimator contract).
+
+    `save(dir)` / `SafeInfer.load(dir, model)` (`interp._artifact.Artifact`), with the unsafe
+    model's refusal direction in `unsafe_direction/`; loading raises
+    `FunctionVectorMismatchError` for another width, template, depth or (unless
+    `allow_other_model`) other unembedding or `o_proj` weights.
 
     Args:
         layer: Block after which `coef * FV` is added; None: a quarter of the depth.
@@ -99,12 +94,15 @@ class SafeInfer:
         fv_: The function vector [d_model]; `means_` the head means [L, H, d_head].
         heads_: The heads used; `search_`: the `HeadSearch` (None when heads were given).
         layer_: The SA layer; `direction_`: the refusal direction the unsafe model ablates.
-        model_name_, d_model_, template_hash_, fingerprint_, o_proj_fingerprint_: the model;
-            `model_fingerprint_` its `interp.model_fingerprint`.
+        model_: The `ModelIdentity` of the model (name, width, template, fingerprint);
+            `fingerprint_` and `o_proj_fingerprint_` its unembedding and the heads' `o_proj`.
         transferred_from_: After `load(..., allow_other_model=True)` onto a model with other
             weights, the name and fingerprint of the model it was made on; else None. The
             weight checks of `check_model` are then skipped.
     """
+
+    _KIND, _VERSION, _WHAT = "safeinfer", 1, "SafeInfer"
+    _MISMATCH = FunctionVectorMismatchError
 
     def __init__(
         self,
@@ -217,39 +215,44 @@ class SafeInfer:
         return self
 
     def _identify(self, model: TransformerBridge) -> None:
-        self.model_name_ = str(model.cfg.model_name)
-        self.d_model_ = int(model.cfg.d_model)
-        self.template_hash_ = template_hash(model.tokenizer)
+        self.model_ = ModelIdentity.of(model)
         self.fingerprint_ = unembedding_fingerprint(model)
         self.o_proj_fingerprint_ = _o_proj_fingerprint(model, self.heads_)
-        self.model_fingerprint_ = model_fingerprint(model)
         self.transferred_from_: dict[str, str] | None = None
 
     def _check(self) -> None:
         if not hasattr(self, "fv_"):
             raise NotFittedError("this SafeInfer is not fitted; call fit(...) or load(...)")
 
-    def check_model(self, model: TransformerBridge) -> None:
-        """Raise `FunctionVectorMismatchError` unless `model` is the one the FV was made on."""
+    def check_model(self, model: TransformerBridge, weights: bool | None = None) -> None:
+        """Raise `FunctionVectorMismatchError` unless `model` is the one the FV was made on.
+
+        Args:
+            model: The bridge.
+            weights: Also compare the unembedding and the heads' `o_proj` weights (by default
+                unless loaded onto another model on purpose, `transferred_from_`).
+        """
         self._check()
         n_layers, n_heads, _ = head_shape(model)
         problems = []
-        if int(model.cfg.d_model) != self.d_model_:
-            problems.append(f"d_model {model.cfg.d_model} != {self.d_model_}")
+        if int(model.cfg.d_model) != self.model_.d_model:
+            problems.append(f"d_model {model.cfg.d_model} != {self.model_.d_model}")
         elif any(a >= n_layers or b >= n_heads for a, b in self.heads_) or self.layer_ >= n_layers:
             problems.append("its heads or SA layer do not exist in this model")
         else:
-            if template_hash(model.tokenizer) != self.template_hash_:
+            if template_hash(model.tokenizer) != self.model_.template_hash:
                 problems.append("the chat template differs")
             # Loaded onto another model on purpose (allow_other_model=True): weights may differ.
-            if getattr(self, "transferred_from_", None) is None:
+            if weights is None:
+                weights = getattr(self, "transferred_from_", None) is None
+            if weights:
                 if unembedding_fingerprint(model) != self.fingerprint_:
                     problems.append("the unembedding differs")
                 if _o_proj_fingerprint(model, self.heads_) != self.o_proj_fingerprint_:
                     problems.append("the heads' o_proj weights differ")
         if problems:
             raise FunctionVectorMismatchError(
-                f"the SafeInfer function vector was made on {self.model_name_!r}, not on "
+                f"the SafeInfer function vector was made on {self.model_.name!r}, not on "
                 f"{model.cfg.model_name!r} ({'; '.join(problems)}); fit SafeInfer on this model"
             )
 
@@ -305,23 +308,12 @@ class SafeInfer:
 
     # ------------------------------------------------------------------ artifacts
 
-    def save(self, path: str | Path) -> Path:
-        """Write `safeinfer.safetensors`, `safeinfer.json` (and the direction) into directory `path`.
-
-        The directory is staged beside `path` and renamed into place (`interp._atomic`).
-        """
+    def _payload(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._check()
-        root = Path(path)
-        tensors = {"fv": self.fv_.contiguous(), "means": self.means_.contiguous()}
+        tensors = {"fv": self.fv_, "means": self.means_}
         if self.search_ is not None:
-            tensors["search_effects"] = self.search_.effects.contiguous()
+            tensors["search_effects"] = self.search_.effects
         meta = {
-            "format": _FORMAT,
-            "library_version": __version__,
-            "model_name": self.model_name_,
-            "model_fingerprint": getattr(self, "model_fingerprint_", ""),
-            "d_model": self.d_model_,
-            "template_hash": self.template_hash_,
             "unembedding_fingerprint": self.fingerprint_,
             "o_proj_fingerprint": self.o_proj_fingerprint_,
             "config": self.config.to_dict(),
@@ -330,80 +322,48 @@ class SafeInfer:
             "has_direction": self.direction_ is not None,
             "fv_bias": "o_proj bias excluded",
         }
+        return meta, tensors
 
-        def write(folder: Path) -> None:
-            save_file(tensors, str(folder / "safeinfer.safetensors"))
-            if self.direction_ is not None:
-                self.direction_.save(folder / "unsafe_direction")
-            sealed = seal(meta, folder, ["safeinfer.safetensors"])
-            text = json.dumps(sealed, indent=1, sort_keys=True) + "\n"
-            (folder / "safeinfer.json").write_text(text)
-
-        save_atomically(root, write)
-        return root
+    def _extra(self, folder: Path) -> None:
+        if self.direction_ is not None:
+            self.direction_.save(folder / "unsafe_direction")
 
     @classmethod
-    def load(
-        cls, path: str | Path, model: TransformerBridge, *, allow_other_model: bool = False
-    ) -> SafeInfer:
-        """Load a saved SafeInfer for `model`.
-
-        Args:
-            path: The directory `save` wrote.
-            model: The model to use it on.
-            allow_other_model: Accept a SafeInfer made on a model with other weights (same
-                shapes and template) on purpose; a warning is logged, `transferred_from_`
-                names that model and the weight checks are skipped from then on.
-
-        Raises:
-            FunctionVectorMismatchError: The file is not a SafeInfer artifact, or it was made
-                on another model (width, chat template, unembedding or o_proj weights differ).
-            ModelFingerprintError: It was made on a model with other weights.
-            CorruptArtifactError: A JSON or tensor file fails its checksum.
-            NonFiniteArtifactError: A saved tensor holds NaN or inf.
-        """
-        root = Path(path)
-        meta = read_meta(root / "safeinfer.json")
-        if meta.get("format") != _FORMAT:
-            raise FunctionVectorMismatchError(f"{root} holds no interp SafeInfer artifact")
-        params = dict(meta["params"])
+    def _from_saved(cls, saved: Saved) -> SafeInfer:
+        params = dict(saved.meta["params"])
         if params["heads"] is not None:
             params["heads"] = [tuple(h) for h in params["heads"]]
         est = cls(**params)
-        tensors = load_tensors(root / "safeinfer.safetensors", meta)
-        config = SafeInferConfig.from_dict(meta["config"])
-        est.fv_, est.means_ = tensors["fv"], tensors["means"]
+        config = SafeInferConfig.from_dict(saved.meta["config"])
+        est.fv_, est.means_ = saved.tensors["fv"], saved.tensors["means"]
         est.heads_ = tuple(config.heads or ())
         est.layer_ = int(config.layer if config.layer is not None else 0)
-        est.search_ = None
-        if meta["search"] is not None:
-            s = meta["search"]
-            est.search_ = HeadSearch(
-                effects=tensors["search_effects"],
-                corrupted_prob=float(s["corrupted_prob"]),
-                target_token=int(s["target_token"]),
-                layers=tuple(s["layers"]),
-                n_prompts=int(s["n_prompts"]),
-            )
-        est.model_name_, est.d_model_ = meta["model_name"], int(meta["d_model"])
-        est.template_hash_ = meta["template_hash"]
-        est.fingerprint_ = meta["unembedding_fingerprint"]
-        est.o_proj_fingerprint_ = meta["o_proj_fingerprint"]
-        est.model_fingerprint_ = str(meta.get("model_fingerprint", ""))
-        est.transferred_from_ = {"model": est.model_name_} if allow_other_model else None
-        est.check_model(model)
-        est.transferred_from_ = check_identity(
-            meta,
-            what="SafeInfer",
-            where=root,
-            saved_name=est.model_name_,
-            own_fingerprint=model_fingerprint(model),
-            own_name=str(model.cfg.model_name),
-            allow_other_model=allow_other_model,
+        est.search_ = (
+            None if saved.meta["search"] is None else _search(saved.meta["search"], saved.tensors)
         )
+        est.model_ = ModelIdentity.from_meta(saved.meta)
+        est.fingerprint_ = saved.meta["unembedding_fingerprint"]
+        est.o_proj_fingerprint_ = saved.meta["o_proj_fingerprint"]
+        est.check_model(saved.model, weights=saved.check_weights)
         est.direction_ = (
-            Direction.load(root / "unsafe_direction", model, allow_other_model=allow_other_model)
-            if meta["has_direction"]
+            Direction.load(
+                saved.path / "unsafe_direction",
+                saved.model,
+                allow_other_model=saved.allow_other_model,
+                verify=saved.verify,
+            )
+            if saved.meta["has_direction"]
             else None
         )
         return est
+
+
+def _search(saved: dict[str, Any], tensors: dict[str, torch.Tensor]) -> HeadSearch:
+    """The saved `HeadSearch` (its effects come from the tensor file)."""
+    return HeadSearch(
+        effects=tensors["search_effects"],
+        corrupted_prob=float(saved["corrupted_prob"]),
+        target_token=int(saved["target_token"]),
+        layers=tuple(saved["layers"]),
+        n_prompts=int(saved["n_prompts"]),
+    )

@@ -76,7 +76,9 @@ def fit_safeswitch(
         minimum=min_per_class,
         fix="Pass more training prompts of the kinds the model refuses (or answers).",
     )
-    prober = SafeSwitchProber(seed=seed).fit(feats.stage1, harmful, feats.stage2, feats.complied)
+    prober = SafeSwitchProber(seed=seed).fit(
+        feats.stage1, harmful, feats.stage2, feats.complied, model=model
+    )
     requests = [t for t, h in zip(texts, harmful, strict=True) if h]
     pairs = refusal_pairs(model, requests)
     require_per_class(

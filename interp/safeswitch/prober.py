@@ -12,32 +12,40 @@ of the decoded prefix (no detokenise/retokenise round trip).
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp._artifact import check_identity, load_tensors, read_meta, seal
-from interp._atomic import save_atomically
-from interp._version import __version__
+from interp._artifact import Artifact, ModelIdentity, Saved
 from interp.chat import ChatBatch
 from interp.data.promptset import texts_of
-from interp.errors import ArtifactMismatchError, NotFittedError
+from interp.errors import ArtifactMismatchError, NotFittedError, ThresholdError
 from interp.evaluation import Judge, SubstringJudge
 from interp.generation import batched, cut_at_eos, eos_token_ids, greedy_decode
-from interp.model import ModelInfo
 from interp.probes import as_tensor, check_inputs
 from interp.sites import Site
 
-__all__ = ["ProberData", "SafeSwitchProber", "prober_features"]
+__all__ = ["ProberData", "SafeSwitchProber", "check_threshold", "prober_features"]
 
-FORMAT_VERSION = 1
+
+def check_threshold(name: str, value: float, fix: str = "pass a value between 0 and 1") -> float:
+    """`value` as a float when it is a probability in [0, 1]; else a `ThresholdError`.
+
+    Example:
+        >>> check_threshold("threshold", 0.25)
+        0.25
+    """
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ThresholdError(
+            f"SafeSwitch {name} must be a probability in [0, 1], got {value}; {fix}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,12 @@ def _head(kind: str, d_model: int, hidden: int) -> torch.nn.Module:
     raise ValueError(f"unknown prober kind {kind!r}; use 'linear' or 'mlp'")
 
 
-class SafeSwitchProber:
+class SafeSwitchProber(Artifact):
     """Two binary heads on `ln_final` states and the combined unsafe-behaviour flag.
+
+    `save(dir)` / `SafeSwitchProber.load(dir, model)` (`interp._artifact.Artifact`); loading
+    also rejects a saved threshold outside [0, 1] (`ThresholdError`), and a directory saved
+    in the older format 1 (`ArtifactVersionError`).
 
     Args:
         kind: `"mlp"` (d -> hidden -> ReLU -> 1, as in SafeSwitch) or `"linear"`.
@@ -154,9 +166,17 @@ class SafeSwitchProber:
         stage1_: The harmfulness head; `stage2_`: the compliance head.
         mean_, scale_: Feature standardisation [2, d_model] (one row per stage).
         d_model_: Width of the features seen in fit.
-        transferred_from_: After `load(..., allow_other_model=True)` with the info of a model
-            with other weights, the name and fingerprint of the model it was trained on.
+        model_: The `ModelIdentity` of the model the features came from (`fit(..., model=)`;
+            only the width when fitted on bare tensors).
+        transferred_from_: After `load(..., allow_other_model=True)` onto a model with other
+            weights, the name and fingerprint of the model it was trained on; else None.
+
+    Raises:
+        ThresholdError: `threshold` is not a probability in [0, 1] (NaN included).
     """
+
+    # Format 1 had no common header ("format_version", "model" instead of "model_name").
+    _KIND, _VERSION, _WHAT = "prober", 2, "SafeSwitch prober"
 
     def __init__(
         self,
@@ -169,6 +189,7 @@ class SafeSwitchProber:
         weight_decay: float = 1e-3,
         seed: int = 42,
     ) -> None:
+        check_threshold("prober threshold", threshold)
         self.kind = kind
         self.hidden = hidden
         self.threshold = threshold
@@ -192,10 +213,38 @@ class SafeSwitchProber:
             opt.step()
         return head.eval().requires_grad_(False)
 
-    def fit(self, stage1: Any, harmful: Any, stage2: Any, complied: Any) -> SafeSwitchProber:
-        """Fit both heads: stage 1 on (stage1 features, harmful), stage 2 on (stage2, complied)."""
+    def fit(
+        self,
+        stage1: Any,
+        harmful: Any,
+        stage2: Any,
+        complied: Any,
+        *,
+        model: TransformerBridge | None = None,
+    ) -> SafeSwitchProber:
+        """Fit both heads: stage 1 on (stage1 features, harmful), stage 2 on (stage2, complied).
+
+        Args:
+            stage1: Stage-1 features [n, d_model] (`ProberData.stage1`).
+            harmful: 1 for a harmful request, 0 for a harmless one.
+            stage2: Stage-2 features [n, d_model] (`ProberData.stage2`).
+            complied: 1 where the model complied.
+            model: The bridge the features were read from; its identity is recorded for
+                `save` / `load` (without it only the width is known, and `load` warns that
+                the model cannot be checked).
+
+        Raises:
+            ArtifactMismatchError: The features' width is not `model`'s d_model.
+        """
         x1, x2 = as_tensor(stage1).double(), as_tensor(stage2).double()
         y1, y2 = check_inputs(x1, harmful), check_inputs(x2, complied)
+        width = int(x1.shape[1])
+        self.model_ = ModelIdentity(d_model=width) if model is None else ModelIdentity.of(model)
+        if self.model_.d_model != width:
+            raise ArtifactMismatchError(
+                f"the prober's features have width {width} but the model {self.model_.name!r} "
+                f"has d_model {self.model_.d_model}; read the features from this model"
+            )
         stats = []
         for x in (x1, x2):
             mean, std = x.mean(0), x.std(0, correction=0)
@@ -253,90 +302,32 @@ class SafeSwitchProber:
             "flag_f1": round(2 * tp / denom, 4) if denom else 1.0,
         }
 
-    def save(self, path: str | Path, info: ModelInfo) -> Path:
-        """Write `prober.safetensors` and `prober.json` into directory `path`.
-
-        The directory is staged beside `path` and renamed into place (`interp._atomic`);
-        `info.fingerprint` is recorded as the model's identity.
-        """
+    def _payload(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._check()
-        root = Path(path)
         tensors = {"mean": self.mean_, "scale": self.scale_}
         for name, head in (("stage1", self.stage1_), ("stage2", self.stage2_)):
-            tensors |= {f"{name}.{k}": v.contiguous() for k, v in head.state_dict().items()}
+            tensors |= {f"{name}.{k}": v for k, v in head.state_dict().items()}
         meta = {
-            "format_version": FORMAT_VERSION,
-            "library_version": __version__,
-            "model": info.name,
-            "model_fingerprint": info.fingerprint,
-            "d_model": info.d_model,
-            "template_hash": info.template_hash,
             "site": Site("ln_final").label,
             "params": {k: getattr(self, k) for k in ("kind", "hidden", "threshold", "n_decode")},
             "training": {k: getattr(self, k) for k in ("epochs", "lr", "weight_decay", "seed")},
         }
-
-        def write(folder: Path) -> None:
-            save_file(tensors, str(folder / "prober.safetensors"))
-            sealed = seal(meta, folder, ["prober.safetensors"])
-            (folder / "prober.json").write_text(json.dumps(sealed, indent=1, sort_keys=True) + "\n")
-
-        save_atomically(root, write)
-        return root
+        return meta, tensors
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        info: ModelInfo | None = None,
-        *,
-        allow_other_model: bool = False,
-    ) -> SafeSwitchProber:
-        """Load a saved prober, checking it against the model's info when given.
-
-        Args:
-            path: The directory `save` wrote.
-            info: `interp.model_info(model)` of the model it will read; None skips the checks.
-            allow_other_model: Accept a prober trained on a model with other weights (same
-                width and template) on purpose; a warning is logged and `transferred_from_`
-                names that model.
-
-        Raises:
-            ArtifactMismatchError: The prober was saved for a model of another width or
-                chat template.
-            ModelFingerprintError: It was trained on a model with other weights.
-            CorruptArtifactError: `prober.json` or `prober.safetensors` fails its checksum.
-            NonFiniteArtifactError: A saved tensor holds NaN or inf.
-        """
-        root = Path(path)
-        meta = read_meta(root / "prober.json")
-        transfer = None
-        if info is not None:
-            for key in ("d_model", "template_hash"):
-                if meta[key] != getattr(info, key):
-                    raise ArtifactMismatchError(
-                        f"prober {root} was trained on {meta['model']!r} ({key}={meta[key]!r}) "
-                        f"but the model {info.name!r} has {key}={getattr(info, key)!r}; train a "
-                        "prober for this model"
-                    )
-            transfer = check_identity(
-                meta,
-                what="SafeSwitch prober",
-                where=root,
-                saved_name=str(meta["model"]),
-                own_fingerprint=info.fingerprint,
-                own_name=info.name,
-                allow_other_model=allow_other_model,
-            )
-        prober = cls(**meta["params"], **meta["training"])
-        tensors = load_tensors(root / "prober.safetensors", meta)
-        prober.mean_, prober.scale_ = tensors["mean"], tensors["scale"]
-        prober.d_model_ = int(meta["d_model"])
-        prober.transferred_from_ = transfer
+    def _from_saved(cls, saved: Saved) -> SafeSwitchProber:
+        prober = cls(**saved.meta["params"], **saved.meta["training"])
+        prober.mean_, prober.scale_ = saved.tensors["mean"], saved.tensors["scale"]
+        prober.model_ = ModelIdentity.from_meta(saved.meta)
+        prober.d_model_ = prober.model_.d_model
         for name in ("stage1", "stage2"):
             head = _head(prober.kind, prober.d_model_, prober.hidden).double()
             head.load_state_dict(
-                {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(name + ".")}
+                {
+                    k.split(".", 1)[1]: v
+                    for k, v in saved.tensors.items()
+                    if k.startswith(name + ".")
+                }
             )
             setattr(prober, f"{name}_", head.eval().requires_grad_(False))
         return prober

@@ -14,20 +14,15 @@ meets at inference; responses are tokenised on their own and appended to the pro
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp._artifact import check_identity, load_tensors, read_meta, seal
-from interp._atomic import save_atomically
-from interp._version import __version__
+from interp._artifact import Artifact, ModelIdentity, Saved
 from interp.chat import render
 from interp.data.promptset import texts_of
 from interp.errors import (
@@ -38,15 +33,13 @@ from interp.errors import (
 )
 from interp.generation import eos_token_ids
 from interp.interventions.apply import Hook
-from interp.model import ModelInfo, model_fingerprint, weight_fingerprint
+from interp.model import weight_fingerprint
 from interp.safeswitch.refusal_pairs import RefusalPairs, refusal_pairs
 from interp.sites import Site, logits_hook_name
 
 __all__ = ["HeadData", "RefusalHead", "head_data", "unembedding"]
 
 logger = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
 
 
 def _unembed_params(model: TransformerBridge) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -215,8 +208,12 @@ def _replace_logits(
     return grab, swap
 
 
-class RefusalHead:
+class RefusalHead(Artifact):
     """A copy of the unembedding trained to refuse, with every other parameter frozen.
+
+    `save(dir)` / `RefusalHead.load(dir, model)` (`interp._artifact.Artifact`); loading also
+    checks the head's shape against the model's unembedding (`HeadShapeError`) and, unless
+    `allow_other_model`, that the model's unembedding is the one the head was copied from.
 
     Args:
         system: System prompt the training sequences are rendered with (the prompt the head
@@ -234,10 +231,13 @@ class RefusalHead:
         pairs_: The training pairs (after `fit`); `n_pairs_`, `pairs_source_` and
             `data_hash_` (their hash) also after `load`.
         n_params_: Trained parameter count; `fingerprint_` identifies the base unembedding,
-            `model_fingerprint_` the whole model (`interp.model_fingerprint`).
+            `model_` the whole model (`ModelIdentity`: name, width, template, fingerprint).
         transferred_from_: After `load(..., allow_other_model=True)` onto a model with other
             weights, the name and fingerprint of the model it was trained on; else None.
     """
+
+    # Format 1 had no common header ("format_version", "model" instead of "model_name").
+    _KIND, _VERSION, _WHAT = "refusal_head", 2, "refusal head"
 
     def __init__(
         self,
@@ -279,7 +279,7 @@ class RefusalHead:
         data = head_data(model, pairs, system=self.system)
         weight, bias = unembedding(model)
         self.fingerprint_ = _fingerprint(weight)
-        self.model_fingerprint_ = model_fingerprint(model)
+        self.model_ = ModelIdentity.of(model)
         self.transferred_from_: dict[str, str] | None = None
         self.softcap_ = _softcap(model)
         self._train(data, weight, bias)
@@ -322,7 +322,8 @@ class RefusalHead:
         if not hasattr(self, "weight_"):
             raise NotFittedError("this RefusalHead is not fitted; call fit(...) or load(...)")
 
-    def _check_model(self, model: TransformerBridge) -> None:
+    def _check_model(self, model: TransformerBridge, weights: bool | None = None) -> None:
+        """Shape, then (`weights`; by default unless transferred) the base unembedding."""
         weight, _ = _unembed_params(model)
         if tuple(weight.shape) != tuple(self.weight_.shape):
             raise HeadShapeError(
@@ -331,8 +332,9 @@ class RefusalHead:
                 "model; train one for this model with RefusalHead().fit(model, ...)"
             )
         # A head loaded with allow_other_model=True is used on another model on purpose.
-        transferred = getattr(self, "transferred_from_", None) is not None
-        if not transferred and _fingerprint(weight) != self.fingerprint_:
+        if weights is None:
+            weights = getattr(self, "transferred_from_", None) is None
+        if weights and _fingerprint(weight) != self.fingerprint_:
             raise ArtifactMismatchError(
                 "the refusal head was trained on another model (the model's unembedding differs "
                 "from the one the head was copied from); train a head for this model"
@@ -371,24 +373,13 @@ class RefusalHead:
         self._check()
         return self.n_params_ / sum(p.numel() for p in model.parameters())
 
-    def save(self, path: str | Path, info: ModelInfo) -> Path:
-        """Write `refusal_head.safetensors` and `refusal_head.json` into directory `path`.
-
-        The directory is staged beside `path` and renamed into place (`interp._atomic`).
-        """
+    def _payload(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         self._check()
-        root = Path(path)
-        tensors = {"weight": self.weight_.contiguous()}
+        tensors = {"weight": self.weight_}
         if self.bias_ is not None:
-            tensors["bias"] = self.bias_.contiguous()
+            tensors["bias"] = self.bias_
         meta = {
-            "format_version": FORMAT_VERSION,
-            "library_version": __version__,
-            "model": info.name,
-            "model_fingerprint": getattr(self, "model_fingerprint_", "") or info.fingerprint,
-            "d_model": int(self.weight_.shape[1]),
             "d_vocab": int(self.weight_.shape[0]),
-            "template_hash": info.template_hash,
             "unembedding_fingerprint": self.fingerprint_,
             "softcap": self.softcap_,
             "data_hash": self.data_hash_,
@@ -402,67 +393,25 @@ class RefusalHead:
                 for k in ("system", "epochs", "lr", "weight_decay", "batch_tokens", "seed")
             },
         }
-
-        def write(folder: Path) -> None:
-            save_file(tensors, str(folder / "refusal_head.safetensors"))
-            sealed = seal(meta, folder, ["refusal_head.safetensors"])
-            text = json.dumps(sealed, indent=1, sort_keys=True) + "\n"
-            (folder / "refusal_head.json").write_text(text)
-
-        save_atomically(root, write)
-        return root
+        return meta, tensors
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        model: TransformerBridge | None = None,
-        *,
-        allow_other_model: bool = False,
-    ) -> RefusalHead:
-        """Load a saved head, checking it against `model` when given.
-
-        Args:
-            path: The directory `save` wrote.
-            model: The model it will be applied to; None skips the model checks.
-            allow_other_model: Accept a head trained on a model with other weights (same
-                shapes) on purpose; a warning is logged, `transferred_from_` names that model
-                and the unembedding check is skipped from then on.
-
-        Raises:
-            HeadShapeError: The head's shape differs from the model's unembedding.
-            ArtifactMismatchError: The head was trained on another model (its base
-                unembedding differs).
-            ModelFingerprintError: It was trained on a model with other weights.
-            CorruptArtifactError: The JSON or the tensor file fails its checksum.
-            NonFiniteArtifactError: The saved head holds NaN or inf.
-        """
-        root = Path(path)
-        meta = read_meta(root / "refusal_head.json")
-        head = cls(**meta["params"])
-        tensors = load_tensors(root / "refusal_head.safetensors", meta)
-        head.weight_, head.bias_ = tensors["weight"], tensors.get("bias")
-        head.fingerprint_, head.softcap_ = meta["unembedding_fingerprint"], meta["softcap"]
-        head.model_fingerprint_ = str(meta.get("model_fingerprint", ""))
-        head.data_hash_, head.n_tokens_ = meta["data_hash"], meta["n_tokens"]
-        head.n_pairs_, head.pairs_source_ = meta["n_pairs"], meta["pairs_source"]
-        head.initial_loss_, head.losses_ = meta["initial_loss"], meta["losses"]
-        head.n_params_ = int(sum(t.numel() for t in tensors.values()))
-        head.transferred_from_ = {"model": str(meta["model"])} if allow_other_model else None
-        if model is None:
-            head.transferred_from_ = None
-            return head
-        try:
-            head._check_model(model)
-        except ArtifactMismatchError as err:
-            raise type(err)(f"refusal head {root} (trained on {meta['model']!r}): {err}") from None
-        head.transferred_from_ = check_identity(
-            meta,
-            what="refusal head",
-            where=root,
-            saved_name=str(meta["model"]),
-            own_fingerprint=model_fingerprint(model),
-            own_name=str(model.cfg.model_name),
-            allow_other_model=allow_other_model,
+    def _from_saved(cls, saved: Saved) -> RefusalHead:
+        head = cls(**saved.meta["params"])
+        head.weight_, head.bias_ = saved.tensors["weight"], saved.tensors.get("bias")
+        head.fingerprint_, head.softcap_ = (
+            saved.meta["unembedding_fingerprint"],
+            saved.meta["softcap"],
         )
+        head.model_ = ModelIdentity.from_meta(saved.meta)
+        head.data_hash_, head.n_tokens_ = saved.meta["data_hash"], saved.meta["n_tokens"]
+        head.n_pairs_, head.pairs_source_ = saved.meta["n_pairs"], saved.meta["pairs_source"]
+        head.initial_loss_, head.losses_ = saved.meta["initial_loss"], saved.meta["losses"]
+        head.n_params_ = int(sum(t.numel() for t in saved.tensors.values()))
+        try:
+            head._check_model(saved.model, weights=saved.check_weights)
+        except ArtifactMismatchError as err:
+            raise type(err)(
+                f"refusal head {saved.path} (trained on {head.model_.name!r}): {err}"
+            ) from None
         return head

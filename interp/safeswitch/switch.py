@@ -14,17 +14,18 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._artifact import Artifact, ModelIdentity, Saved
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import texts_of
-from interp.errors import ThresholdError
 from interp.generation import Completions, batched, cut_at_eos, eos_token_ids, greedy_decode
-from interp.safeswitch.prober import SafeSwitchProber
+from interp.safeswitch.prober import SafeSwitchProber, check_threshold
 from interp.safeswitch.refusal_head import RefusalHead
 from interp.sites import Site
 
@@ -46,13 +47,9 @@ def fires(p: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def _check_threshold(name: str, value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ThresholdError(
-            f"SafeSwitch {name} must be a probability in [0, 1], got {value}; use 1.0 to "
-            "disable the stage and 0.0 to make it always fire"
-        )
-    return value
+    return check_threshold(
+        name, value, "use 1.0 to disable the stage and 0.0 to make it always fire"
+    )
 
 
 def calibrate_threshold(
@@ -114,8 +111,12 @@ class SwitchResult:
 
 
 @dataclass(frozen=True, eq=False)
-class SafeSwitch:
+class SafeSwitch(Artifact):
     """Answer with the refusal head only where the prober predicts unsafe behaviour.
+
+    `save(dir)` / `SafeSwitch.load(dir, model)` (`interp._artifact.Artifact`): the thresholds
+    and system prompt in `safeswitch.json`, the parts in `prober/` and `refusal_head/`, each
+    checked on load by its own `load`; `transferred_from` reports a deliberate transfer.
 
     Attributes:
         prober: A fitted `SafeSwitchProber` (its `n_decode` sets the stage-2 position).
@@ -131,11 +132,45 @@ class SafeSwitch:
     stage2_threshold: float = 0.5
     system: str | None = "helpful"
 
+    _KIND, _VERSION, _WHAT = "safeswitch", 1, "SafeSwitch"
+    _TRANSFER = None
+
     def __post_init__(self) -> None:
         for name in ("stage1_threshold", "stage2_threshold"):
             object.__setattr__(self, name, _check_threshold(name, getattr(self, name)))
         self.prober._check()
         self.head._check()
+
+    @property
+    def transferred_from(self) -> dict[str, str] | None:
+        """The model the parts were made on, when loaded onto another on purpose; else None."""
+        return self.head.transferred_from_ or self.prober.transferred_from_
+
+    def _identity(self) -> ModelIdentity:
+        return self.head.model_
+
+    def _payload(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        meta = {
+            "stage1_threshold": self.stage1_threshold,
+            "stage2_threshold": self.stage2_threshold,
+            "system": self.system,
+        }
+        return meta, {}
+
+    def _extra(self, folder: Path) -> None:
+        self.prober.save(folder / "prober")
+        self.head.save(folder / "refusal_head")
+
+    @classmethod
+    def _from_saved(cls, saved: Saved) -> SafeSwitch:
+        options = {"allow_other_model": saved.allow_other_model, "verify": saved.verify}
+        return cls(
+            SafeSwitchProber.load(saved.path / "prober", saved.model, **options),
+            RefusalHead.load(saved.path / "refusal_head", saved.model, **options),
+            stage1_threshold=saved.meta["stage1_threshold"],
+            stage2_threshold=saved.meta["stage2_threshold"],
+            system=saved.meta["system"],
+        )
 
     def _decode_base(
         self, model: TransformerBridge, batch: ChatBatch, max_new_tokens: int
