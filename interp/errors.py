@@ -161,3 +161,10 @@ class CorruptArtifactError(InterpError):
 
 class NonFiniteArtifactError(CorruptArtifactError):
     """A saved artifact's tensors hold NaN or inf."""
+
+
+class BudgetError(InterpError, ValueError):
+    """A report's time budget cannot be planned (`interp report --max-minutes`).
+
+    The budget or the calibrated rate is not positive, or there are no prompts to time.
+    """
