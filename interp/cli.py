@@ -341,6 +341,33 @@ def _plan(
     return plan
 
 
+def _progress(
+    run: dict[str, Any],
+    done: Mapping[str, float],
+    todo: Sequence[str],
+    sets: Mapping[str, PromptSet],
+    args: argparse.Namespace,
+    started: float,
+) -> None:
+    """After a section: the remaining time, re-estimated from how the sections so far went."""
+    from interp.report.budget import remaining_seconds
+
+    left = [s for s in todo if s not in done]
+    remaining = remaining_seconds(
+        done, left, sum(len(v) for v in sets.values()), args.max_new_tokens,
+        run["calibration"]["seconds_per_unit"],
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    run.setdefault("progress", []).append(
+        {"after": list(done)[-1], "elapsed_s": round(elapsed, 1),
+         "remaining_estimate_s": round(remaining, 1)}
+    )  # fmt: skip
+    if left:
+        message = f"after {list(done)[-1]}: {elapsed:.0f} s so far, about {remaining:.0f} s left"
+        logging.getLogger("interp.cli").info("%s", message)
+        print(message, file=sys.stderr)
+
+
 def _settings_html(run: Mapping[str, Any]) -> str:
     """The "Settings used" section: sizes, sections, seed, threads, estimate vs wall time."""
     rows = [
@@ -414,10 +441,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         "versions": interp.library_versions(),
     }
     report.metrics["run"] = run
-    for name in SECTIONS:
-        if name not in args.sections:
-            continue
+    todo = [name for name in SECTIONS if name in args.sections]
+    done: dict[str, float] = {}
+    for name in todo:
+        section_start = time.perf_counter()
         _run_section(name, report, model, info, sets, train, val, args)
+        done[name] = time.perf_counter() - section_start
+        _progress(run, done, todo, sets, args, started)
         problem = (
             check_organism_card(report, args.model, sets, args)
             if (name == "baseline" and _is_organism(args.model))

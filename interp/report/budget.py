@@ -50,6 +50,7 @@ __all__ = [
     "calibrate",
     "choose_sizes",
     "estimate_seconds",
+    "remaining_seconds",
     "section_units",
 ]
 
@@ -120,6 +121,30 @@ def estimate_seconds(
     """
     n = _n_prompts(available, n_per_kind)
     return sum(section_units(s, n, max_new_tokens) for s in sections) * seconds_per_unit
+
+
+def remaining_seconds(
+    done: Mapping[str, float],
+    todo: Sequence[str],
+    n_prompts: int,
+    max_new_tokens: int,
+    seconds_per_unit: float,
+) -> float:
+    """The time the sections in `todo` should take, rescaled by how the done ones went.
+
+    The cost model's estimate of `todo` is multiplied by measured / estimated time of the
+    sections already run (`done`: section -> seconds), so that a machine slower (or busier)
+    than at the calibration shows in the estimate after the first section.
+
+    Example:
+        >>> # The baseline took 1.2 s where 0.6 s were estimated: twice as slow.
+        >>> round(remaining_seconds({"baseline": 1.2}, ["dro"], 10, 10, 0.001), 3)
+        33.368
+    """
+    predicted = sum(section_units(s, n_prompts, max_new_tokens) for s in done) * seconds_per_unit
+    scale = sum(done.values()) / predicted if predicted > 0 and done else 1.0
+    rest = sum(section_units(s, n_prompts, max_new_tokens) for s in todo) * seconds_per_unit
+    return rest * scale
 
 
 @dataclass(frozen=True)

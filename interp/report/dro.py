@@ -8,7 +8,8 @@ on the held-out prompt sets.
 Writes the `dro` block of `metrics.json`::
 
     {refusal: {kind: {none, human, dro}}, loss_start, loss_end, steps,
-     shift_along_refusal: {kind: {human, dro}}, init, n_train, config, seconds}
+     shift_along_refusal: {kind: {human, dro}}, init, n_train, config, seconds,
+     refusal_counts: {condition: {kind: {rate, k, n, interval}}}, interval}
 """
 
 from __future__ import annotations

@@ -4,7 +4,12 @@ Writes the `safeswitch` block of `metrics.json`::
 
     {compliance: {base, warning_prompt, head_always, safeswitch} -> kind -> rate,
      flag_rate: kind -> rate, head_params_fraction, head_params, model_params, thresholds,
-     n_refusal_pairs, head_loss, reduction, judge, system}
+     n_refusal_pairs, head_loss, reduction, judge, system,
+     compliance_counts: method -> kind -> {rate, k, n, interval}, flag_counts: kind -> {...},
+     interval}
+
+The prober is the report's one (`interp.report.prober.shared_prober`), shared with the probes
+section; only the refusal head is fitted here.
 """
 
 from __future__ import annotations
