@@ -377,9 +377,15 @@ def _settings_html(run: Mapping[str, Any]) -> str:
         ["seed (samplers, splits, fits, bootstrap)", run["seed"]],
         ["threads", run["threads"] if run["threads"] else "torch default"],
         ["preset", run.get("preset") or "none"],
-        ["--max-minutes", run.get("budget", {}).get("max_minutes", "not given")],
-        ["estimated wall time (s)", run["estimate_s"]],
-        ["measured wall time (s)", run["wall_s"]],
+        ["--max-minutes", str(run.get("budget", {}).get("max_minutes", "not given"))],
+        ["estimated wall time (s)", f"{run['estimate_s']:.1f}"],
+        ["measured wall time (s)", f"{run['wall_s']:.1f}"],
+        [
+            "time left, re-estimated after each section (s)",
+            ", ".join(
+                f"{p['after']} {p['remaining_estimate_s']:.0f}" for p in run.get("progress", [])
+            ),
+        ],
     ]
     from interp.report import table_html
 

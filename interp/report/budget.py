@@ -11,18 +11,22 @@ section            units                                  what it decodes
 baseline           6 N T                                  6 conditions x every prompt
 probes             4 N (min(16, T) + 24)                  4 conditions, 16-token labels, plus
                                                           activations, probes and the prober
-refusal_direction  N (4 T + 8) + 4096                     4 modes x every prompt, plus the
-                                                          candidate scoring on its own sets
-safeswitch         3 N T + 4096                           base + warning + head (+ flagged),
+refusal_direction  2 N T + 20480                         4 modes x every prompt (many stop
+                                                          early), plus the candidate scoring
+                                                          on its own sets
+safeswitch         2 N T + 6144                           base + warning + head (+ flagged),
                                                           plus the fit on 64 prompts per kind
-dro                30 N + 16384                           3 conditions x 10 tokens, plus the
+dro                30 N + 20480                           3 conditions x 10 tokens, plus the
                                                           anchor and training on fixed sets
-comparison         9 N T + 4096                           ~14 methods (many stop early), plus
+comparison         9 N T + 8192                           ~14 methods (many stop early), plus
                                                           SafeInfer and CAST fits
 =================  =====================================  ===================================
 
-The constants were read off one organism report (every section, all 188 test prompts,
-T = 32, one thread): each section's wall time divided by the baseline's seconds per unit.
+The constants were read off two organism reports (every section, one thread; all 188 test
+prompts at T = 32, and 24 per kind at T = 16): each section's wall time divided by that run's
+baseline seconds per unit. They are rough (answers that stop at EOS cost less than T tokens;
+a busy machine slows some stages more than others), so the report re-estimates the time left
+after every section from how the sections so far went (`remaining_seconds`).
 `estimate_seconds` is the calibrated seconds per unit times the units; `choose_sizes` picks
 the largest prompts per kind (then, if needed, shorter answers) whose estimate fits a budget.
 The report records the estimate beside the measured wall time (`metrics["run"]`), so the model's
@@ -85,10 +89,10 @@ def section_units(section: str, n_prompts: int, max_new_tokens: int) -> int:
     units = {
         "baseline": 6 * n * t,
         "probes": 4 * n * (min(16, t) + 24),
-        "refusal_direction": n * (4 * t + 8) + 4096,
-        "safeswitch": 3 * n * t + 4096,
-        "dro": 30 * n + 16384,
-        "comparison": 9 * n * t + 4096,
+        "refusal_direction": 2 * n * t + 20480,
+        "safeswitch": 2 * n * t + 6144,
+        "dro": 30 * n + 20480,
+        "comparison": 9 * n * t + 8192,
     }
     if section not in units:
         raise BudgetError(f"no cost model for section {section!r}; known: {sorted(units)}")
@@ -139,7 +143,7 @@ def remaining_seconds(
     Example:
         >>> # The baseline took 1.2 s where 0.6 s were estimated: twice as slow.
         >>> round(remaining_seconds({"baseline": 1.2}, ["dro"], 10, 10, 0.001), 3)
-        33.368
+        41.56
     """
     predicted = sum(section_units(s, n_prompts, max_new_tokens) for s in done) * seconds_per_unit
     scale = sum(done.values()) / predicted if predicted > 0 and done else 1.0
