@@ -9,9 +9,12 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from interp.data import PromptSet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("harmful", "harmless", "borderline", "jailbreak")
@@ -55,8 +58,13 @@ def load_prompts(spec: str, *, column: str | None = None, data_dir: Path | None 
 
 def report_prompt_sets(
     model: str | Path, n_per_kind: int, data_dir: Path | None, seed: int = 0
-) -> dict[str, list[str]]:
-    """Prompts per kind: the organism's test split, or the held-out sets (`HELD_OUT_SETS`)."""
+) -> dict[str, PromptSet]:
+    """The measured `PromptSet` per kind: the organism's test split, or the held-out sets.
+
+    A real model is measured on `interp.data.HELD_OUT_SETS`; each kind keeps at most
+    `n_per_kind` prompts (a seeded `PromptSet.sample`). The sets reach the sections as they
+    are, labels and kinds included.
+    """
     if _is_organism(model):
         from interp import organism
 
@@ -71,12 +79,12 @@ def report_prompt_sets(
                 "interp.data.HELD_OUT_SETS)"
             )
         sets = data.held_out_sets(data_dir, n_per_kind, seed, kinds=KINDS)
-    out = {}
-    for kind, prompt_set in sets.items():
-        if len(prompt_set) > n_per_kind:
-            prompt_set = prompt_set.sample(n_per_kind, seed=seed)
-        out[kind] = list(prompt_set.texts)
-    return out
+    return {
+        kind: prompt_set.sample(n_per_kind, seed=seed)
+        if len(prompt_set) > n_per_kind
+        else prompt_set
+        for kind, prompt_set in sets.items()
+    }
 
 
 SECTIONS = ("baseline", "probes", "refusal_direction", "safeswitch", "dro", "comparison")
@@ -118,7 +126,7 @@ def _writable_out_dir(out: str | Path) -> Path:
 
 
 def check_organism_card(
-    report: Any, model: str | Path, sets: dict[str, list[str]], args: Any
+    report: Any, model: str | Path, sets: Mapping[str, PromptSet], args: Any
 ) -> str:
     """Compare the organism's measured baseline with its card; the problem, or "" if none.
 
@@ -131,7 +139,7 @@ def check_organism_card(
     card = json.loads((Path(model) / "card.json").read_text())
     check: dict[str, Any] = {"tolerance": CARD_TOLERANCE}
     report.metrics["organism_check"] = check
-    sizes = {kind: len(texts) for kind, texts in sets.items()}
+    sizes = {kind: len(prompts) for kind, prompts in sets.items()}
     recorded = card.get("behaviour", {}).get("n", {})
     if "baseline" not in report.metrics or sizes != recorded or args.max_new_tokens != 32:
         check["status"] = "skipped: needs the baseline on the full test split, 32 new tokens"
@@ -161,7 +169,7 @@ def check_organism_card(
 
 def stage_sets(
     model: str | Path, data_dir: Path | None = None, n_per_kind: int = 64
-) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+) -> tuple[dict[str, PromptSet], dict[str, PromptSet]]:
     """Training and validation prompts for the sections that fit something.
 
     The organism has its own train / validation splits (combinations never seen in the test
@@ -175,20 +183,20 @@ def stage_sets(
             return {}, {}
         from interp import data
 
-        def public(split: str) -> dict[str, list[str]]:
+        def public(split: str) -> dict[str, PromptSet]:
             ps = data.public_prompts(split, data_dir=data_dir, max_per_kind=n_per_kind)
-            return {kind: list(ps.filter(kind=kind).texts) for kind in dict.fromkeys(ps.kinds)}
+            return {kind: ps.filter(kind=kind) for kind in dict.fromkeys(ps.kinds)}
 
         return public("train"), public("val")
     from interp import organism
 
-    def pick(split: str) -> dict[str, list[str]]:
-        return {kind: list(organism.prompts(split, kind).texts) for kind in KINDS}
+    def pick(split: str) -> dict[str, PromptSet]:
+        return {kind: organism.prompts(split, kind) for kind in KINDS}
 
     return pick("train"), pick("val")
 
 
-def _public_train(data_dir: Path | None, n_per_kind: int) -> dict[str, list[str]] | None:
+def _public_train(data_dir: Path | None, n_per_kind: int) -> dict[str, PromptSet] | None:
     """Harmful and harmless training prompts for a real model (the public train split)."""
     if data_dir is None:
         return None
@@ -196,7 +204,7 @@ def _public_train(data_dir: Path | None, n_per_kind: int) -> dict[str, list[str]
 
     kinds = ("harmful", "harmless")
     train = data.public_prompts("train", kinds, data_dir=data_dir, max_per_kind=n_per_kind)
-    return {kind: list(train.filter(kind=kind).texts) for kind in kinds}
+    return {kind: train.filter(kind=kind) for kind in kinds}
 
 
 def _run_section(
@@ -204,9 +212,9 @@ def _run_section(
     report: Any,
     model: Any,
     info: Any,
-    sets: dict[str, list[str]],
-    train: dict[str, list[str]],
-    val: dict[str, list[str]],
+    sets: Mapping[str, PromptSet],
+    train: Mapping[str, PromptSet],
+    val: Mapping[str, PromptSet],
     args: argparse.Namespace,
 ) -> None:
     """Add one section; a failure that depends on the model's behaviour becomes a note.
@@ -219,22 +227,27 @@ def _run_section(
     sections still run. Bugs (anything that is not an `InterpError`) still raise.
     """
     from interp.errors import InterpError
-    from interp.report import add_baseline
+    from interp.report import add_baseline, texts_by_kind
 
-    staged = {"train": train, "val": val} if train else {}
+    # add_refusal_direction takes plain strings (its module converts nothing itself).
+    staged = {"train": texts_by_kind(train), "val": texts_by_kind(val)} if train else {}
     try:
         if name == "baseline":
             add_baseline(report, model, sets, max_new_tokens=args.max_new_tokens)
         elif name == "probes":
             from interp.report.probes import add_probes
 
-            add_probes(report, model, info, sets, max_new_tokens=min(16, args.max_new_tokens))
+            add_probes(
+                report, model, info, sets, train=train or None,
+                max_new_tokens=min(16, args.max_new_tokens),
+            )  # fmt: skip
         elif name == "refusal_direction":
             from interp.report.refusal_direction import add_refusal_direction
 
             add_refusal_direction(
-                report, model, info, sets, max_new_tokens=args.max_new_tokens, **staged
-            )
+                report, model, info, texts_by_kind(sets), max_new_tokens=args.max_new_tokens,
+                **staged,
+            )  # fmt: skip
         elif name == "safeswitch":
             from interp.report.safeswitch import add_safeswitch
 
@@ -268,14 +281,136 @@ def _run_section(
         report.skip(name, name, str(err))
 
 
+#: Prompts per kind the calibration times (from the measured sets, no system prompt).
+CALIBRATION_PER_KIND = 8
+#: The seed of every sampler, split, fit and bootstrap in `interp report`.
+REPORT_SEED = 0
+
+
+def _plan(
+    args: argparse.Namespace,
+    report: Any,
+    model: Any,
+    sets: Mapping[str, PromptSet],
+    elapsed: float,
+) -> dict[str, Any]:
+    """Time a few generations, estimate the report, and with --max-minutes choose the sizes.
+
+    Returns the `metrics["run"]` entries of the plan (calibration, estimate, budget); with
+    `--max-minutes` it also sets `args.n_per_kind` and `args.max_new_tokens` to the sizes
+    chosen by `interp.report.choose_sizes`.
+    """
+    from interp.report import calibrate, choose_sizes, estimate_seconds, texts_by_kind
+
+    texts = texts_by_kind(sets)
+    sample = [t for v in texts.values() for t in v[:CALIBRATION_PER_KIND]]
+    with report.timed("calibration"):
+        calibration = calibrate(model, sample, max_new_tokens=min(16, args.max_new_tokens))
+    rate = calibration.seconds_per_unit
+    available = {kind: len(v) for kind, v in texts.items()}
+    plan: dict[str, Any] = {
+        "calibration": calibration.to_dict(),
+        "cost_model": "interp.report.budget",
+    }
+    if args.max_minutes is not None:
+        budget = args.max_minutes * 60 - elapsed - calibration.seconds
+        sizes = choose_sizes(
+            max(budget, 1e-3), args.sections, available, rate,
+            max_n_per_kind=args.n_per_kind, max_new_tokens=args.max_new_tokens,
+        )  # fmt: skip
+        args.n_per_kind, args.max_new_tokens = sizes.n_per_kind, sizes.max_new_tokens
+        plan["budget"] = {"max_minutes": args.max_minutes, "sections_s": round(budget, 1),
+                          **sizes.to_dict()}  # fmt: skip
+        if not sizes.fits:
+            report.warn(
+                f"--max-minutes {args.max_minutes}: even the smallest sizes (n_per_kind "
+                f"{sizes.n_per_kind}, max_new_tokens {sizes.max_new_tokens}) are estimated at "
+                f"{sizes.estimate_s:.0f} s of work; the report will run over its budget"
+            )
+    estimate = estimate_seconds(
+        args.sections, available, args.n_per_kind, args.max_new_tokens, rate
+    )
+    plan["estimate_s"] = round(elapsed + calibration.seconds + estimate, 1)
+    message = (
+        f"estimated report time {plan['estimate_s']:.0f} s (n_per_kind {args.n_per_kind}, "
+        f"max_new_tokens {args.max_new_tokens}, {len(args.sections)} sections; calibration "
+        f"{rate * 1e3:.3f} ms per decoded prompt-token)"
+    )
+    logging.getLogger("interp.cli").info("%s", message)
+    print(message, file=sys.stderr)
+    return plan
+
+
+def _progress(
+    run: dict[str, Any],
+    done: Mapping[str, float],
+    todo: Sequence[str],
+    sets: Mapping[str, PromptSet],
+    args: argparse.Namespace,
+    started: float,
+) -> None:
+    """After a section: the remaining time, re-estimated from how the sections so far went."""
+    from interp.report.budget import remaining_seconds
+
+    left = [s for s in todo if s not in done]
+    remaining = remaining_seconds(
+        done, left, sum(len(v) for v in sets.values()), args.max_new_tokens,
+        run["calibration"]["seconds_per_unit"],
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    run.setdefault("progress", []).append(
+        {"after": list(done)[-1], "elapsed_s": round(elapsed, 1),
+         "remaining_estimate_s": round(remaining, 1)}
+    )  # fmt: skip
+    if left:
+        message = f"after {list(done)[-1]}: {elapsed:.0f} s so far, about {remaining:.0f} s left"
+        logging.getLogger("interp.cli").info("%s", message)
+        print(message, file=sys.stderr)
+
+
+def _settings_html(run: Mapping[str, Any]) -> str:
+    """The "Settings used" section: sizes, sections, seed, threads, estimate vs wall time."""
+    rows = [
+        ["n_per_kind (at most, per kind)", run["n_per_kind"]],
+        ["max_new_tokens", run["max_new_tokens"]],
+        ["sections", ", ".join(run["sections"])],
+        ["seed (samplers, splits, fits, bootstrap)", run["seed"]],
+        ["threads", run["threads"] if run["threads"] else "torch default"],
+        ["preset", run.get("preset") or "none"],
+        ["--max-minutes", str(run.get("budget", {}).get("max_minutes", "not given"))],
+        ["estimated wall time (s)", f"{run['estimate_s']:.1f}"],
+        ["measured wall time (s)", f"{run['wall_s']:.1f}"],
+        [
+            "time left, re-estimated after each section (s)",
+            ", ".join(
+                f"{p['after']} {p['remaining_estimate_s']:.0f}" for p in run.get("progress", [])
+            ),
+        ],
+    ]
+    from interp.report import table_html
+
+    return (
+        "<p>What this page was measured with. The estimate comes from timing "
+        f"{run['calibration']['n_prompts']} greedy answers of {run['calibration']['max_new_tokens']} "
+        "tokens on the model before any section ran, times the decoded prompt-tokens of each "
+        "section (the cost model of <code>interp.report.budget</code>).</p>"
+        + table_html(rows, ["setting", "value"])
+    )
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Run `interp report`."""
     import interp
-    from interp.report import Report, model_metrics
+    from interp.report import QUICK, Report, model_metrics
 
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         raise SystemExit(f"unknown report section(s) {unknown}; choose from {list(SECTIONS)}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise SystemExit(f"--max-minutes must be above 0, got {args.max_minutes}")
+    if args.quick:
+        args.n_per_kind = min(args.n_per_kind, QUICK["n_per_kind"])
+        args.max_new_tokens = min(args.max_new_tokens, QUICK["max_new_tokens"])
     threads = args.threads or (1 if _is_organism(args.model) else None)
     if threads:
         import torch
@@ -288,13 +423,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         model = interp.load_model(args.model)
         info = interp.model_info(model)
     report.metrics["model"] = model_metrics(info)
-    report.metrics["run"] = {
-        "threads": threads,
-        "sections": list(args.sections),
-        "n_per_kind": args.n_per_kind,
-        "max_new_tokens": args.max_new_tokens,
-        "versions": interp.library_versions(),
-    }
     report.add(
         "Model",
         f"<p>{html.escape(info.name)}: {html.escape(info.family)}, {info.n_layers} layers, "
@@ -302,12 +430,30 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"{info.has_system_role}.</p>",
     )
     with report.timed("prompts"):
-        sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir)
+        sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir, REPORT_SEED)
+    plan = _plan(args, report, model, sets, time.perf_counter() - started)
+    with report.timed("prompts"):
+        sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir, REPORT_SEED)
         train, val = stage_sets(args.model, args.data_dir, args.n_per_kind)
-    for name in SECTIONS:
-        if name not in args.sections:
-            continue
+    run: dict[str, Any] = {
+        "threads": threads,
+        "sections": list(args.sections),
+        "n_per_kind": args.n_per_kind,
+        "n_measured": {kind: len(v) for kind, v in sets.items()},
+        "max_new_tokens": args.max_new_tokens,
+        "seed": REPORT_SEED,
+        "preset": "quick" if args.quick else None,
+        **plan,
+        "versions": interp.library_versions(),
+    }
+    report.metrics["run"] = run
+    todo = [name for name in SECTIONS if name in args.sections]
+    done: dict[str, float] = {}
+    for name in todo:
+        section_start = time.perf_counter()
         _run_section(name, report, model, info, sets, train, val, args)
+        done[name] = time.perf_counter() - section_start
+        _progress(run, done, todo, sets, args, started)
         problem = (
             check_organism_card(report, args.model, sets, args)
             if (name == "baseline" and _is_organism(args.model))
@@ -315,21 +461,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         if problem:  # every later number would be built on a broken model: stop here
             report.warn(problem)
-            path = report.write(args.out)
+            path = _finish(report, run, started, args.out)
             print(f"error: {problem}\nwrote {path} (baseline only, flagged)", file=sys.stderr)
             return EXIT_BEHAVIOUR_MISMATCH
-    path = report.write(args.out)
+    path = _finish(report, run, started, args.out)
     print(f"wrote {path} and {Path(args.out) / 'metrics.json'}")
     timings = report.metrics.get("timings", {})
     print(
         "stage times (s): "
         + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
-        + f"; wall {time.perf_counter() - started:.1f}",
+        + f"; wall {run['wall_s']:.1f} (estimated {run['estimate_s']:.1f})",
         file=sys.stderr,
     )
     for message in report.metrics.get("warnings", []):
         print(f"warning: {message}", file=sys.stderr)
     return 0
+
+
+def _finish(report: Any, run: dict[str, Any], started: float, out: str | Path) -> Path:
+    """Record the wall time, add the "Settings used" section (second on the page), write."""
+    run["wall_s"] = round(time.perf_counter() - started, 1)
+    report.sections.insert(1, ("Settings used", _settings_html(run)))
+    return Path(report.write(out))
 
 
 def cmd_versions(args: argparse.Namespace) -> int:  # noqa: ARG001
@@ -415,6 +568,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-per-kind", type=_positive_int, default=200, help="prompts per kind (at most)"
     )
     rep.add_argument("--max-new-tokens", type=_positive_int, default=32)
+    rep.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="fit the report into about this many minutes: after timing a few generations "
+        "on the model, choose --n-per-kind (and if needed --max-new-tokens, down to 8) as "
+        "the largest sizes whose estimate fits (the cost model of interp.report.budget); "
+        "the values given act as upper bounds",
+    )
+    rep.add_argument(
+        "--quick",
+        action="store_true",
+        help="a first look: at most 24 prompts per kind and 16 new tokens "
+        "(interp.report.QUICK); combine with --max-minutes to shrink further",
+    )
     rep.add_argument("--data-dir", type=Path, default=_default_data_dir())
     rep.add_argument(
         "--threads",

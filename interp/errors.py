@@ -169,3 +169,10 @@ class ArtifactVersionError(ArtifactMismatchError):
     The message names the format found and the one expected; fit the artifact again and save
     it with this version.
     """
+
+
+class BudgetError(InterpError, ValueError):
+    """A report's time budget cannot be planned (`interp report --max-minutes`).
+
+    The budget or the calibrated rate is not positive, or there are no prompts to time.
+    """

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from interp import cli
+from interp.data import PromptSet
 from interp.organism import CHECKPOINT_DIR as ORGANISM
 from interp.store import ActivationStore
 
@@ -95,8 +96,11 @@ def test_a_real_model_is_fitted_on_the_public_train_split(tiny_model_dirs, share
     assert set(train) == set(val) == {"harmful", "harmless", "jailbreak"}
     assert all(len(v) == 5 for v in (*train.values(), *val.values()))
     measured = cli.report_prompt_sets(tiny_model_dirs["llama"], 50, shared_data_dir)
-    fitted = {t for part in (train, val) for v in part.values() for t in v}
-    assert not fitted & {t for v in measured.values() for t in v}
+    # The sets reach the sections as PromptSets, labels and kinds included.
+    assert all(isinstance(v, PromptSet) and set(v.kinds) == {k} for k, v in measured.items())
+    assert all(isinstance(v, PromptSet) for part in (train, val) for v in part.values())
+    fitted = {t for part in (train, val) for v in part.values() for t in v.texts}
+    assert not fitted & {t for v in measured.values() for t in v.texts}
 
 
 def test_hostile_model_names_are_escaped_in_the_page(tiny_model_dirs, shared_data_dir, tmp_path):

@@ -204,8 +204,13 @@ def test_section_training_sets_split_and_subsample():
     sets = {"harmful": HARMFUL, "harmless": HARMLESS, "borderline": ["Kill a process?"] * 2}
     train, test = _training_sets(sets, None, n=1, seed=0)
     assert {k: len(v) for k, v in train.items()} == {"harmful": 1, "harmless": 1, "borderline": 1}
-    assert test["harmful"] == HARMFUL[2:] and test["harmless"] == HARMLESS[2:]
-    assert train["harmful"][0] in HARMFUL[:2]
+    # Each kind is halved by the seeded, stratified PromptSet.split, the training half
+    # subsampled: the held-out half is that split's test part, disjoint from the training.
+    for kind, texts in (("harmful", HARMFUL), ("harmless", HARMLESS)):
+        whole = interp.PromptSet.from_texts(texts, label=int(kind == "harmful"), kind=kind)
+        first, second = whole.split(0.5, seed=0)
+        assert test[kind] == list(second.texts)
+        assert train[kind][0] in first.texts and train[kind][0] not in test[kind]
     refuse, answer = _by_label({"harmful": ["a"], "jailbreak": ["b"], "borderline": ["c"]})
     assert refuse == ["a", "b"] and answer == ["c"]
 

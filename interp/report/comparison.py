@@ -26,6 +26,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp.cast import CAST
 from interp.comparison import (
+    COMPARISON_KINDS,
     TABLE_HEADER,
     Comparison,
     Method,
@@ -41,9 +42,12 @@ from interp.comparison import (
     soft_prompt_method,
 )
 from interp.data import texts_of
+from interp.directions import Direction
 from interp.interventions import DirectionalAblation
 from interp.model import ModelInfo
+from interp.report.counts import RateCount
 from interp.report.page import Report, condition_names, table_html
+from interp.report.prompts import PromptSets, texts_by_kind
 from interp.safeinfer import GuidedDecoding, SafeInfer
 
 __all__ = [
@@ -99,7 +103,7 @@ SAFEINFER_N_SEARCH_PROMPTS = 16
 def trained_methods(
     report: Report,
     model: TransformerBridge,
-    train: Mapping[str, Any],
+    train: PromptSets,
     *,
     batch_size: int = 64,
 ) -> tuple[list[Method], dict[str, str]]:
@@ -149,10 +153,35 @@ def trained_methods(
     return methods, {}
 
 
+def _cells(comparison: Comparison) -> list[list[Any]]:
+    """`Comparison.table()` rows with every rate as its `RateCount` (count and interval)."""
+    rows = []
+    for result, row in zip(comparison.methods, comparison.table(), strict=True):
+        cells = [*(result.rates[k] for k in COMPARISON_KINDS), result.safety, result.over_refusal]
+        counted = [RateCount(c.refused, c.n, c.low, c.high) for c in cells]
+        rows.append([*row[:2], *counted, *row[2 + len(counted) :]])
+    return rows
+
+
+def direction_caption(report: Report) -> str:
+    """Which refusal direction the methods built on it use: site, position, how selected."""
+    found = report.fitted.get("refusal_direction")
+    if found is None:
+        return ""
+    direction: Direction = found["direction"]
+    return (
+        "<p>Refusal direction used by ablation, ActAdd, SafeInfer and CAST: the Refusal "
+        f"direction section's, {html.escape(direction.site.label)} (layer {direction.layer}) "
+        f"at position <code>{html.escape(direction.position)}</code>, "
+        f"{html.escape(direction.operation)}; ActAdd and CAST add it at layer "
+        f"{found['actadd_layer']} with coefficient {found['actadd_coeff']:.3g}.</p>"
+    )
+
+
 def _body(
     report: Report, comparison: Comparison, missing: Mapping[str, str], names: Mapping[str, str]
 ) -> str:
-    rows = [[names.get(r[0], r[0]), *r[1:]] for r in comparison.table()]
+    rows = [[names.get(r[0], r[0]), *r[1:]] for r in _cells(comparison)]
     counts = ", ".join(f"{k}: {n}" for k, n in comparison.n.items())
     notes = "".join(
         f"<li><b>{html.escape(m.name)}</b>: n/a in the table: {html.escape(m.not_applicable)}</li>"
@@ -174,8 +203,9 @@ def _body(
         "per-token cross-entropy of the unmodified model's greedy harmless answers under the "
         f"method (unmodified: {comparison.reference_ce:.4f}). Cost: wall time over plain greedy "
         f"decoding of the same prompts in this run ({comparison.reference_seconds:.2f} s). "
-        "Intervals: 95% percentile bootstrap, seed "
-        f"{comparison.seed}, in metrics.json.</p>"
+        "Each rate: rate (refused/prompts) [95% percentile bootstrap interval, seed "
+        f"{comparison.seed}].</p>"
+        + direction_caption(report)
         + absent
         + table_html(rows, list(TABLE_HEADER))
         + (f"<ul>{notes}</ul>" if notes else "")
@@ -187,9 +217,9 @@ def add_comparison(
     report: Report,
     model: TransformerBridge,
     info: ModelInfo,  # noqa: ARG001 - the shared section signature
-    prompt_sets: Mapping[str, Any],
+    prompt_sets: PromptSets,
     *,
-    train: Mapping[str, Any] | None = None,
+    train: PromptSets | None = None,
     methods: Sequence[Method] | None = None,
     extra_methods: Sequence[Method] = (),
     max_new_tokens: int = 32,
@@ -233,7 +263,7 @@ def add_comparison(
     chosen = [*methods, *extra_methods]
     with report.timed("comparison"):
         comparison = compare(
-            model, chosen, prompt_sets, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            model, chosen, texts_by_kind(prompt_sets), max_new_tokens=max_new_tokens, batch_size=batch_size,
             seed=seed,
         )  # fmt: skip
     block = {**comparison.to_dict(), "not_fitted": missing}

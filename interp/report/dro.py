@@ -8,7 +8,8 @@ on the held-out prompt sets.
 Writes the `dro` block of `metrics.json`::
 
     {refusal: {kind: {none, human, dro}}, loss_start, loss_end, steps,
-     shift_along_refusal: {kind: {human, dro}}, init, n_train, config, seconds}
+     shift_along_refusal: {kind: {human, dro}}, init, n_train, config, seconds,
+     refusal_counts: {condition: {kind: {rate, k, n, interval}}}, interval}
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ from interp.dro import (
 from interp.errors import TooFewExamplesError
 from interp.min_samples import MIN_PER_CLASS
 from interp.model import ModelInfo
+from interp.report.counts import INTERVAL, RateCount, count_table, counts_dict
 from interp.report.judged import judged_examples_html
-from interp.report.page import table_html
+from interp.report.page import table_html, with_error_bars
+from interp.report.prompts import PromptSets, prompt_sets_of
 
 __all__ = ["DRO_SECTION_DEFAULTS", "add_dro"]
 
 logger = logging.getLogger(__name__)
-
-Prompts = Sequence[str] | Any
 
 #: The section's defaults, sized for the ~1.4M-parameter organism on 2 CPU cores.
 DRO_SECTION_DEFAULTS: dict[str, Any] = {
@@ -60,37 +61,27 @@ DRO_SECTION_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _texts(prompts: Prompts) -> list[str]:
-    return texts_of(prompts)
-
-
 def _training_sets(
-    prompt_sets: Mapping[str, Prompts], train: Mapping[str, Prompts] | None, n: int, seed: int
+    prompt_sets: PromptSets, train: PromptSets | None, n: int, seed: int
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(train kind -> texts, held-out kind -> texts).
 
-    Without `train`, the first half of every prompt set trains and the second half is held out.
-    At most `n` training queries per kind are kept (a seeded sample).
+    Without `train`, every prompt set is split in half with the seeded, stratified
+    `PromptSet.split`: one half trains, the other is held out. At most `n` training queries
+    per kind are kept (a seeded `PromptSet.sample`).
     """
-    test = {k: _texts(v) for k, v in prompt_sets.items()}
+    measured = prompt_sets_of(prompt_sets)
     if train is None:
-        train_sets: dict[str, list[str]] = {k: v[: len(v) // 2] for k, v in test.items()}
-        test = {k: v[len(v) // 2 :] for k, v in test.items()}
-        return {k: _subset(v, n, seed) for k, v in train_sets.items()}, test
-    return {k: _subset(v, n, seed) for k, v in train.items()}, {k: v for k, v in test.items() if v}
+        halves = {k: v.split(0.5, seed=seed) for k, v in measured.items()}
+        train_sets = {k: _subset(part[0], n, seed) for k, part in halves.items()}
+        return train_sets, {k: texts_of(part[1]) for k, part in halves.items()}
+    test = {k: texts_of(v) for k, v in measured.items() if len(v)}
+    return {k: _subset(v, n, seed) for k, v in prompt_sets_of(train).items()}, test
 
 
-def _subset(prompts: Prompts, n: int, seed: int) -> list[str]:
-    """At most `n` prompts, drawn with `PromptSet.sample` (lists are wrapped first).
-
-    The draw depends only on the texts and the seed, so a list and a `PromptSet` holding the
-    same texts give the same subset.
-    """
-    if len(prompts) <= n:
-        return _texts(prompts)
-    if not hasattr(prompts, "sample"):
-        prompts = PromptSet.from_texts(_texts(prompts), label=-1, kind="unknown")
-    return _texts(prompts.sample(n, seed=seed))
+def _subset(prompts: PromptSet, n: int, seed: int) -> list[str]:
+    """At most `n` prompts, drawn with `PromptSet.sample` (the draw depends on texts and seed)."""
+    return texts_of(prompts if len(prompts) <= n else prompts.sample(n, seed=seed))
 
 
 def _by_label(train_sets: Mapping[str, list[str]]) -> tuple[list[str], list[str]]:
@@ -100,9 +91,32 @@ def _by_label(train_sets: Mapping[str, list[str]]) -> tuple[list[str], list[str]
     return refuse, answer
 
 
-def _table(refusal: Mapping[str, Mapping[str, float]], init: str) -> str:
+#: Which refusal direction the DRO figures use (their caption).
+_ANCHOR_REFUSAL = (
+    "Refusal direction used: the anchor space's, -w_r / |w_r| of the logistic model of the "
+    "sampled refusals in the 4-D PCA of the final states (post final norm, last prompt "
+    "token) of the training queries under the anchor conditions; not the Refusal direction "
+    "section's selected direction."
+)
+
+
+def dro_counts(evaluation: Any, seed: int = 0) -> dict[str, dict[str, RateCount]]:
+    """Condition -> kind -> refusal count of the held-out answers (the rates' verdicts)."""
+    kinds = list(dict.fromkeys(evaluation.kinds))
+    return count_table(
+        {
+            cond: {k: [f for f, kk in zip(flags, evaluation.kinds, strict=True) if kk == k]
+                   for k in kinds}
+            for cond, flags in evaluation.refused.items()
+        },
+        seed=seed,
+    )  # fmt: skip
+
+
+def _table(counts: Mapping[str, Mapping[str, RateCount]], init: str) -> str:
     header = ["kind", "no prompt", f"human ({init})", "DRO"]
-    rows = [[kind, *(row[c] for c in DRO_CONDITIONS)] for kind, row in refusal.items()]
+    kinds = list(next(iter(counts.values())))
+    rows = [[kind, *(counts[c][kind] for c in DRO_CONDITIONS)] for kind in kinds]
     return table_html(rows, header)
 
 
@@ -128,9 +142,9 @@ def add_dro(
     report: Any,
     model: TransformerBridge,
     info: ModelInfo,
-    prompt_sets: Mapping[str, Prompts],
+    prompt_sets: PromptSets,
     *,
-    train: Mapping[str, Prompts] | None = None,
+    train: PromptSets | None = None,
     init: str = DRO_SECTION_DEFAULTS["init"],
     conditions: Sequence[str] = ANCHOR_CONDITIONS,
     n_train: int = DRO_SECTION_DEFAULTS["n_train"],
@@ -195,8 +209,11 @@ def add_dro(
         )
         if save_to is not None:
             soft.save(save_to)
+    counts = dro_counts(evaluation, seed)
     block = {
         **evaluation.to_dict(),
+        "refusal_counts": counts_dict(counts),
+        "interval": {**INTERVAL, "seed": seed},
         "loss_start": round(soft.history_[0]["total"], 6),
         "loss_end": round(soft.history_[-1]["total"], 6),
         "steps": soft.n_steps_,
@@ -219,15 +236,17 @@ def add_dro(
         f"{soft.n_steps_} steps on {block['n_train']} queries with L = L_r + 0.01 L_h + 0.001 "
         f"L_U in a {anchor.n_components}-D PCA of final states (anchor conditions: "
         f"{html.escape(', '.join(conditions))}; {n_samples} sampled responses per query for the "
-        "soft refusal labels). Refusal rates of greedy responses on held-out prompts:</p>"
-        + _table(evaluation.refusal, init)
-        + report.figure_html(dro_refusal_figure(evaluation.refusal))
+        "soft refusal labels). Refusal rates of greedy responses on held-out prompts; each "
+        "cell: rate (refused/prompts) [95% percentile bootstrap interval]:</p>"
+        + _table(counts, init)
+        + report.figure_html(with_error_bars(dro_refusal_figure(evaluation.refusal), counts))
         + "<p>Where the held-out queries land in the anchor PCA plane under no prompt, the "
         "human prompt and the DRO prompt (lines join a query's points), with the harmfulness "
-        "and refusal boundaries (first two weights of the 4-D probes).</p>"
+        f"and refusal boundaries (first two weights of the 4-D probes). {_ANCHOR_REFUSAL}</p>"
         + report.figure_html(
             dro_figure(evaluation.dro_map(anchor), title="Human vs DRO prompt (PCA)")
         )
+        + f"<p>Mean movement from no prompt, per kind. {_ANCHOR_REFUSAL}</p>"
         + report.figure_html(dro_shift_figure(evaluation.shift))
         + report.figure_html(dro_loss_figure(soft.history_))
         + "<h3>The judge's verdicts on the held-out answers</h3>"

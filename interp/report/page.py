@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp._atomic import save_atomically
-from interp.chat import default_system_prompt
+from interp.chat import default_system_prompt, render
 from interp.evaluation import (
     BASELINE_CONDITIONS,
     Judge,
@@ -31,7 +31,9 @@ from interp.evaluation import (
     refusal_rates,
 )
 from interp.model import ModelInfo
+from interp.report.counts import INTERVAL, N_BOOT, RateCount, count_table, counts_dict
 from interp.report.judged import judged_table_html
+from interp.report.prompts import PromptSets, texts_by_kind
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,11 @@ __all__ = [
     "Report",
     "add_baseline",
     "baseline_figure",
+    "error_bars",
     "model_metrics",
+    "rendered_prompts_html",
     "table_html",
+    "with_error_bars",
 ]
 
 
@@ -166,6 +171,8 @@ class Report:
         return root / "report.html"
 
 
+N_BOOT_TEXT = f"{N_BOOT} resamples"
+
 _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
@@ -178,10 +185,15 @@ _CSS = (
 
 
 def table_html(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    """A plain HTML table; floats shown with 3 decimals."""
+    """A plain HTML table; floats shown with 3 decimals, a `RateCount` as its cell."""
 
     def cell(value: Any, first: bool) -> str:
-        text = f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+        if isinstance(value, RateCount):
+            text = html.escape(value.cell())
+        elif isinstance(value, float):
+            text = f"{value:.3f}"
+        else:
+            text = html.escape(str(value))
         return f"<td class='l'>{text}</td>" if first else f"<td>{text}</td>"
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -191,11 +203,54 @@ def table_html(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def baseline_figure(rates: Mapping[str, Mapping[str, float]]) -> go.Figure:
-    """Grouped bars: refusal rate per kind, one bar group per condition."""
+def error_bars(counts: Sequence[RateCount]) -> dict[str, Any]:
+    """Plotly `error_y` of bars drawn at each count's rate: its bootstrap interval."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [c.high - c.rate for c in counts],
+        "arrayminus": [c.rate - c.low for c in counts],
+    }
+
+
+def with_error_bars(fig: go.Figure, counts: Mapping[str, Mapping[str, RateCount]]) -> go.Figure:
+    """`fig` with each bar's bootstrap interval drawn as an error bar.
+
+    Args:
+        fig: Grouped bars, one trace per series (e.g. method), the x values its categories.
+        counts: trace name -> x value -> `RateCount`; a bar trace whose name or x values
+            are not all in it is left as it is.
+
+    Returns:
+        The same figure, changed in place.
+    """
+    for trace in fig.data:
+        per_x = counts.get(trace.name) if trace.type == "bar" else None
+        if per_x and trace.x is not None and all(x in per_x for x in trace.x):
+            trace.error_y = error_bars([per_x[x] for x in trace.x])
+    return fig
+
+
+def baseline_figure(
+    rates: Mapping[str, Mapping[str, float]],
+    counts: Mapping[str, Mapping[str, RateCount]] | None = None,
+) -> go.Figure:
+    """Grouped bars: refusal rate per kind, one bar group per condition.
+
+    With `counts` (condition -> kind -> `RateCount`), each bar carries its 95% bootstrap
+    interval as an error bar and its k/n in the hover text.
+    """
     fig = go.Figure()
     for condition, per_kind in rates.items():
-        fig.add_bar(name=condition, x=list(per_kind), y=list(per_kind.values()))
+        cells = [counts[condition][k] for k in per_kind] if counts else []
+        fig.add_bar(
+            name=condition,
+            x=list(per_kind),
+            y=list(per_kind.values()),
+            error_y=error_bars(cells) if cells else None,
+            customdata=[c.cell() for c in cells] if cells else None,
+            hovertemplate="%{x}: %{customdata}<extra>%{fullData.name}</extra>" if cells else None,
+        )
     fig.update_layout(
         barmode="group",
         yaxis={"title": "refusal rate", "range": [0, 1]},
@@ -230,41 +285,94 @@ def condition_names(model: TransformerBridge, conditions: Sequence[str]) -> dict
     return {c: none if c == "none" else c for c in conditions}
 
 
+def rendered_prompts_html(
+    model: TransformerBridge,
+    prompt: str,
+    conditions: Sequence[str],
+    names: Mapping[str, str],
+) -> str:
+    """One collapsible block per condition: the exact chat text the model saw for `prompt`.
+
+    The text is `interp.chat.render` of the prompt under the condition's system prompt
+    (none for condition ``none``), generation prompt included, HTML-escaped.
+    """
+    blocks = []
+    for condition in conditions:
+        text = render(model, prompt, None if condition == "none" else condition)
+        blocks.append(
+            f"<details class='rendered'><summary>{html.escape(names.get(condition, condition))}"
+            f" (condition <code>{html.escape(condition)}</code>): the rendered prompt</summary>"
+            f"<pre>{html.escape(text)}</pre></details>"
+        )
+    return "".join(blocks)
+
+
+def _judgements(
+    judge: Judge,
+    prompts: Mapping[str, Sequence[str]],
+    responses: Mapping[str, Mapping[str, Sequence[str]]],
+) -> dict[str, dict[str, list[bool]]]:
+    """The judge's verdict per answer, condition -> kind (the verdicts behind the rates)."""
+    return {
+        condition: {
+            kind: list(judge.is_refusal(list(answers), list(prompts[kind])))
+            for kind, answers in per_kind.items()
+        }
+        for condition, per_kind in responses.items()
+    }
+
+
 def add_baseline(
     report: Report,
     model: TransformerBridge,
-    prompt_sets: Mapping[str, Sequence[str]],
+    prompt_sets: PromptSets,
     *,
     conditions: Sequence[str] = BASELINE_CONDITIONS,
     max_new_tokens: int = 32,
     judge: Judge | None = None,
+    seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Measure the baseline and append its section; returns condition -> kind -> rate.
 
-    Under the table, each condition lists a sample of the answers the judge called refusals
+    Every cell of the table shows the rate with its count and 95% bootstrap interval
+    (`interp.report.counts`), stored in `metrics["baseline_counts"]`; the figure draws the
+    intervals as error bars. For each condition the page shows the rendered chat text of one
+    example prompt, and under the table a sample of the answers the judge called refusals
     and of those it called compliant (`interp.report.judged`).
+
+    Args:
+        report: The report to extend.
+        model: The bridge.
+        prompt_sets: kind -> prompts (`PromptSet` or strings).
+        conditions: `"none"` and safety-prompt names.
+        max_new_tokens: Answer length.
+        judge: Refusal judge (the DRO substring judge by default).
+        seed: Seed of the bootstrap intervals.
     """
     chosen: Judge = judge if judge is not None else SubstringJudge("dro")
+    texts = texts_by_kind(prompt_sets)
     with report.timed("baseline"):
         rates, responses = refusal_rates(
-            model, prompt_sets, conditions=conditions, max_new_tokens=max_new_tokens, judge=chosen
+            model, texts, conditions=conditions, max_new_tokens=max_new_tokens, judge=chosen
         )
-    kinds = list(prompt_sets)
+    counts = count_table(_judgements(chosen, texts, responses), seed=seed)
+    kinds = list(texts)
     names = condition_names(model, conditions)
-    rows = [[names[c], *(rates[c][k] for k in kinds)] for c in conditions]
+    rows = [[names[c], *(counts[c][k] for k in kinds)] for c in conditions]
     default = default_system_prompt(model)
     examples = []
     for kind in kinds:
-        prompt = prompt_sets[kind][0]
+        prompt = texts[kind][0]
         answer = responses["none"][kind][0] if "none" in responses else ""
         examples.append(
             f"<p><b>{html.escape(kind)}</b>: {html.escape(prompt)}</p><pre>{html.escape(answer)}</pre>"
         )
-    counts = ", ".join(f"{k}: {len(v)}" for k, v in prompt_sets.items())
+    sizes = ", ".join(f"{k}: {len(v)}" for k, v in texts.items())
     body = (
         f"<p>Refusal rate (judge <code>{html.escape(chosen.name)}</code>) with greedy decoding, {max_new_tokens} new "
-        f"tokens; prompts per kind: {counts}. Conditions: {html.escape(names['none'])} "
-        "(condition <code>none</code>) and each human safety prompt by name.</p>"
+        f"tokens; prompts per kind: {sizes}. Conditions: {html.escape(names.get('none', 'none'))} "
+        "(condition <code>none</code>) and each human safety prompt by name. Each cell: rate "
+        f"(refused/prompts) [95% percentile bootstrap interval, {N_BOOT_TEXT}, seed {seed}].</p>"
         + (
             "<p>With no system prompt given, this model's chat template inserts its own: "
             f"<q>{html.escape(default)}</q>. That is what condition <code>none</code> shows "
@@ -273,18 +381,23 @@ def add_baseline(
             else ""
         )
         + table_html(rows, ["condition", *kinds])
-        + report.figure_html(baseline_figure(rates))
-        + f"<h3>Example responses ({html.escape(names['none'])})</h3>"
+        + report.figure_html(baseline_figure(rates, counts))
+        + f"<h3>What the model saw: one example prompt ({html.escape(kinds[0])}) rendered "
+        "under each condition</h3>"
+        + rendered_prompts_html(model, texts[kinds[0]][0], conditions, names)
+        + f"<h3>Example responses ({html.escape(names.get('none', 'none'))})</h3>"
         + "".join(examples)
         + "<h3>The judge's verdicts, by condition</h3>"
-        + judged_table_html(chosen, {k: list(v) for k, v in prompt_sets.items()}, responses, names)
+        + judged_table_html(chosen, texts, responses, names)
     )
     report.add(
         "Baseline: refusal by condition and kind",
         body,
         {
             "baseline": rates,
+            "baseline_counts": counts_dict(counts),
             "baseline_conditions": names,
+            "intervals": {**INTERVAL, "seed": seed},
             "template_default_system_prompt": default,
         },
     )

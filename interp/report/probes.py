@@ -2,8 +2,10 @@
 
 Metrics keys: `probes` (accuracy/AUROC per layer, best layer, transfer, and `controls`: the
 same probe on the mean input embedding of the user's tokens, `bag_of_embeddings`, and at the
-best layer on labels shuffled with a fixed seed, `shuffled_labels`), `safeswitch_prober`
-(stage accuracies and flag F1) and `safety_prompt_shift` (condition -> kind -> shift along the
+best layer on labels shuffled with a fixed seed, `shuffled_labels`; and `refusal_counts`:
+condition -> kind -> `interp.report.counts.RateCount` of the greedy refusals that label the
+refusal axis), `safeswitch_prober` (the report's one SafeSwitch prober, `shared_prober`,
+scored on the measured prompts: stage accuracies, flag F1, training and evaluation counts) and `safety_prompt_shift` (condition -> kind -> shift along the
 refusal direction at the best layer). The last two are learned from the model's own answers
 and are `{"skipped": reason}` below `interp.MIN_PER_CLASS` examples per class.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp import plots
 from interp.activations import collect_activations
+from interp.data import HARMFUL_KINDS, split_by_kind
 from interp.dro import (
     ConditionData,
     collect_conditions,
@@ -33,7 +36,11 @@ from interp.min_samples import MIN_PER_CLASS, require_per_class
 from interp.model import ModelInfo
 from interp.probes import ProbeSweep, fit_probes_per_layer
 from interp.projection import project
-from interp.safeswitch import SafeSwitchProber, prober_features
+from interp.report.counts import RateCount, count_table, counts_dict
+from interp.report.page import table_html
+from interp.report.prober import shared_prober
+from interp.report.prompts import PromptSets, texts_by_kind
+from interp.safeswitch import prober_features
 from interp.sites import Site
 
 __all__ = ["BAG_OF_EMBEDDINGS", "SHUFFLED_LABELS", "add_probes", "probe_controls"]
@@ -41,6 +48,19 @@ __all__ = ["BAG_OF_EMBEDDINGS", "SHUFFLED_LABELS", "add_probes", "probe_controls
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONDITIONS = ("default", "short", "mistral")
+#: Which refusal direction each figure uses (its caption).
+_REFUSAL_BOUNDARY = (
+    "Refusal direction used: the refusal boundary, a logistic regression of the model's own "
+    "greedy refusals (judge <code>dro</code>) on the 4-D PCA of resid_post at the last prompt "
+    "token, layer {layer} (the harmful-vs-harmless probe's best layer), pooled over conditions."
+)
+_SHIFT_AXIS = (
+    "Refusal direction used: per layer, the unit difference of means of resid_post at the last "
+    "prompt token between queries the model refused and those it answered (its own greedy "
+    "answers, pooled over every condition and kind), with the harmful-vs-harmless component "
+    "projected out; the marked layer {layer} is the harmful-vs-harmless probe's best layer. "
+    "It is not the Refusal direction section's selected direction."
+)
 #: Names of the two control probes (figure legend and `metrics["probes"]["controls"]` keys).
 BAG_OF_EMBEDDINGS = "bag-of-embeddings control"
 SHUFFLED_LABELS = "label-shuffled control"
@@ -120,43 +140,45 @@ def _transfer(data: ConditionData, sweep: Any) -> dict[str, float]:
 
 
 def _prober_metrics(
-    model: TransformerBridge, data: ConditionData, seed: int, max_new_tokens: int, minimum: int
+    report: Any,
+    model: TransformerBridge,
+    train: PromptSets,
+    test: PromptSets,
+    seed: int,
+    minimum: int,
 ) -> dict[str, Any]:
-    """Fit the SafeSwitch prober on half the queries and score it on the other half.
+    """Score the report's SafeSwitch prober (`shared_prober`, fitted on `train`) on `test`.
+
+    The prober is the one the SafeSwitch section switches with: fitted once per report.
 
     Raises:
-        TooFewExamplesError: The training half has fewer than `minimum` compliant answers or
-            refusals (the stage-2 labels), or harmful or harmless queries.
+        TooFewExamplesError: Its training answers hold fewer than `minimum` compliant answers
+            or refusals (the stage-2 labels).
     """
-    feats = prober_features(model, data.texts, max_new_tokens=max_new_tokens)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(data.texts))
-    train, test = order[: len(order) // 2], order[len(order) // 2 :]
-    harmful = np.asarray(data.labels)
-    complied = np.asarray(feats.complied)
-    counts = {
-        "compliant answers": int(complied[train].sum()),
-        "refusals": int(len(train) - complied[train].sum()),
-        "harmful queries": int(harmful[train].sum()),
-        "harmless queries": int(len(train) - harmful[train].sum()),
+    shared = shared_prober(report, model, train, seed=seed, min_per_class=minimum)
+    texts = texts_by_kind(test)
+    flat = [t for v in texts.values() for t in v]
+    harmful = [int(kind in HARMFUL_KINDS) for kind, v in texts.items() for _ in v]
+    feats = prober_features(model, flat, system=shared.system, max_new_tokens=16)
+    return {
+        **shared.prober.evaluate(feats, harmful),
+        "n_train": shared.counts,
+        "n_eval": {kind: len(v) for kind, v in texts.items()},
+        "min_per_class": minimum,
     }
-    require_per_class(
-        "the SafeSwitch prober (training half: the model's own greedy answers)",
-        counts,
-        minimum=minimum,
-        fix="Pass more prompts of the kinds the model refuses and answers.",
+
+
+def _refusal_table(
+    data: ConditionData, kinds: Sequence[str], seed: int
+) -> dict[str, dict[str, RateCount]]:
+    """Refusal counts (condition -> kind) of the greedy answers that label the refusal axis."""
+    return count_table(
+        {
+            cond: {k: [flags[i] for i in data.rows([k]).tolist()] for k in kinds}
+            for cond, flags in data.refused.items()
+        },
+        seed=seed,
     )
-    prober = SafeSwitchProber(seed=seed).fit(
-        feats.stage1[train], harmful[train], feats.stage2[train], complied[train]
-    )
-    sub = type(feats)(
-        stage1=feats.stage1[test],
-        stage2=feats.stage2[test],
-        complied=tuple(int(c) for c in complied[test]),
-        responses=tuple(feats.responses[i] for i in test),
-        n_decode=feats.n_decode,
-    )
-    return {**prober.evaluate(sub, harmful[test]), "n_train": counts, "min_per_class": minimum}
 
 
 def _refusal_counts(data: ConditionData) -> dict[str, int]:
@@ -185,8 +207,9 @@ def add_probes(
     report: Any,
     model: TransformerBridge,
     info: ModelInfo,
-    prompt_sets: Mapping[str, Sequence[str]],
+    prompt_sets: PromptSets,
     *,
+    train: PromptSets | None = None,
     conditions: Sequence[str] = DEFAULT_CONDITIONS,
     max_new_tokens: int = 16,
     n_boot: int = 200,
@@ -200,7 +223,12 @@ def add_probes(
         report: The `interp.report.Report` under construction.
         model: The bridge.
         info: Its `ModelInfo`.
-        prompt_sets: kind -> user messages (needs "harmful" and "harmless").
+        prompt_sets: kind -> the measured prompts (`PromptSet` or strings; needs "harmful"
+            and "harmless").
+        train: kind -> training prompts of the SafeSwitch prober (the report's, shared with
+            the SafeSwitch section); without it the measured sets are split 50 / 25 / 25
+            (`interp.data.split_by_kind`, as the SafeSwitch section does) and the prober is
+            fitted on the first part and scored on the last.
         conditions: Safety-prompt names compared with no system prompt.
         max_new_tokens: Length of the greedy answers that give the refusal labels.
         n_boot: Bootstrap resamples for the accuracy intervals.
@@ -214,10 +242,15 @@ def add_probes(
         The metrics added to the report.
     """
     boxes = ""
+    texts = texts_by_kind(prompt_sets)
+    prober_test: PromptSets = prompt_sets
+    if train is None:
+        train, _, prober_test = split_by_kind(prompt_sets, seed=seed)
     with report.timed("probes"):
         data = collect_conditions(
-            model, prompt_sets, conditions, max_new_tokens=max_new_tokens, batch_size=batch_size
+            model, texts, conditions, max_new_tokens=max_new_tokens, batch_size=batch_size
         )
+        refusal_counts = _refusal_table(data, list(texts), seed)
         base_rows = data.rows(("harmful", "harmless"))
         labels = [data.labels[i] for i in base_rows]
         sweeps = {
@@ -239,14 +272,14 @@ def add_probes(
                 _refusal_counts(data), minimum=min_per_class,
                 fix="Pass more prompts of the kinds the model refuses and answers.",
             )  # fmt: skip
-            shifts = shift_by_layer(data, list(prompt_sets))
+            shifts = shift_by_layer(data, list(texts))
             at_best = {c: {k: v[best] for k, v in per.items()} for c, per in shifts.items()}
         except TooFewExamplesError as err:
             boxes += report.skip_part("safety_prompt_shift", "the safety-prompt shift", str(err))
             at_best = {"skipped": str(err)}
         prober: dict[str, Any]
         try:
-            prober = _prober_metrics(model, data, seed, max_new_tokens, min_per_class)
+            prober = _prober_metrics(report, model, train, prober_test, seed, min_per_class)
         except TooFewExamplesError as err:
             boxes += report.skip_part("safeswitch_prober", "the SafeSwitch prober", str(err))
             prober = {"skipped": str(err)}
@@ -270,20 +303,43 @@ def add_probes(
             layer=layer,
         )
     metrics = {
-        "probes": {**sweep.to_dict(), "transfer": _transfer(data, sweep), "controls": controls},
+        "probes": {
+            **sweep.to_dict(),
+            "transfer": _transfer(data, sweep),
+            "controls": controls,
+            "refusal_counts": counts_dict(refusal_counts),
+        },
         "safeswitch_prober": prober,
         "safety_prompt_shift": at_best,
     }
+    names = {"none": "no system prompt", **{c: c for c in conditions}}
     body = (
         boxes
         + _claim(sweep, controls, len(base_rows), info.name)
         + report.figure_html(fig_acc)
         + "<p>PCA of the queries with and without each safety prompt (slider: layer).</p>"
         + report.figure_html(plots.map_figure(maps))
-        + f"<p>DRO-style view at layer {layer}: boundaries fitted in the 4-D PCA space.</p>"
-        + report.figure_html(dro_figure(dro))
+        + "<h3>Refusals of the greedy answers that label the refusal axis</h3>"
+        + f"<p>{max_new_tokens} new tokens, judge <code>dro</code>; each cell: rate "
+        "(refused/prompts) [95% percentile bootstrap interval].</p>"
+        + table_html(
+            [[names.get(c, c), *(per[k] for k in texts)] for c, per in refusal_counts.items()],
+            ["condition", *texts],
+        )
+        + f"<p>DRO-style view at layer {layer}: boundaries fitted in the 4-D PCA space. "
+        f"{_REFUSAL_BOUNDARY.format(layer=layer)}</p>" + report.figure_html(dro_figure(dro))
     )
+    if "skipped" not in prober:
+        body += (
+            "<p>The SafeSwitch prober (fitted once in this report and shared with the "
+            f"SafeSwitch section; trained on {html.escape(str(prober['n_train']))}), scored "
+            f"on {html.escape(str(prober['n_eval']))}: stage 1 (harmful?) accuracy "
+            f"{prober['stage1_accuracy']:.3f}, stage 2 (will comply?) accuracy "
+            f"{prober['stage2_accuracy']:.3f}, flag F1 {prober['flag_f1']:.3f}.</p>"
+        )
     if shifts:
-        body += report.figure_html(prompt_shift_figure(shifts, best_layer=layer))
+        body += f"<p>{_SHIFT_AXIS.format(layer=layer)}</p>" + report.figure_html(
+            prompt_shift_figure(shifts, best_layer=layer)
+        )
     report.add("Probes and maps", body, metrics)
     return metrics

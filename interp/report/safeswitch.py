@@ -4,26 +4,33 @@ Writes the `safeswitch` block of `metrics.json`::
 
     {compliance: {base, warning_prompt, head_always, safeswitch} -> kind -> rate,
      flag_rate: kind -> rate, head_params_fraction, head_params, model_params, thresholds,
-     n_refusal_pairs, head_loss, reduction, judge, system}
+     n_refusal_pairs, head_loss, reduction, judge, system,
+     compliance_counts: method -> kind -> {rate, k, n, interval}, flag_counts: kind -> {...},
+     interval}
+
+The prober is the report's one (`interp.report.prober.shared_prober`), shared with the probes
+section; only the refusal head is fitted here.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp.data import HARMFUL_KINDS, split_by_kind, texts_of
+from interp.data import HARMFUL_KINDS, split_by_kind
 from interp.errors import EmptyTrainingSetError, TooFewExamplesError
 from interp.evaluation import SubstringJudge
 from interp.min_samples import MIN_PER_CLASS
 from interp.model import ModelInfo
 from interp.probes import SingleClassError
+from interp.report.counts import INTERVAL, RateCount, count_table, counts_dict
 from interp.report.judged import judged_table_html
-from interp.report.page import Report, table_html
+from interp.report.page import Report, table_html, with_error_bars
+from interp.report.prober import shared_prober
+from interp.report.prompts import PromptSets, texts_by_kind
 from interp.safeswitch import (
     SAFESWITCH_METHODS,
     SafeSwitch,
@@ -38,7 +45,25 @@ __all__ = ["add_safeswitch", "safeswitch_metrics"]
 
 logger = logging.getLogger(__name__)
 
-Prompts = Sequence[str] | Any
+
+def safeswitch_counts(
+    evaluation: SafeSwitchEvaluation, *, seed: int = 0
+) -> tuple[dict[str, dict[str, RateCount]], dict[str, RateCount]]:
+    """(method -> kind -> compliance count, kind -> flag count) with their intervals.
+
+    Compliance counts the answers the section's judge (`dro`) does not call refusals, the
+    same verdicts as `SafeSwitchEvaluation.compliance`.
+    """
+    judge = SubstringJudge("dro")
+    complied = {
+        method: {
+            kind: [not r for r in judge.is_refusal(list(answers), list(evaluation.prompts[kind]))]
+            for kind, answers in per_kind.items()
+        }
+        for method, per_kind in evaluation.responses.items()
+    }
+    flags = count_table({"flag": dict(evaluation.flagged)}, seed=seed)["flag"]
+    return count_table(complied, seed=seed), flags
 
 
 def safeswitch_metrics(
@@ -47,6 +72,10 @@ def safeswitch_metrics(
     """The `safeswitch` block of metrics.json."""
     head = switch.head
     out = evaluation.to_dict()
+    compliance, flags = safeswitch_counts(evaluation)
+    out["compliance_counts"] = counts_dict(compliance)
+    out["flag_counts"] = {k: c.to_dict() for k, c in flags.items()}
+    out["interval"] = {**INTERVAL, "seed": 0}
     reduction = {
         k: round(evaluation.relative_reduction(k), 4)
         for k in HARMFUL_KINDS
@@ -90,7 +119,8 @@ def _examples(evaluation: SafeSwitchEvaluation, n: int) -> str:
 
 def _body(report: Report, evaluation: SafeSwitchEvaluation, metrics: dict[str, Any], n: int) -> str:
     kinds = list(evaluation.compliance["base"])
-    rows = [[m, *(evaluation.compliance[m][k] for k in kinds)] for m in SAFESWITCH_METHODS]
+    compliance, flags = safeswitch_counts(evaluation)
+    rows = [[m, *(compliance[m][k] for k in kinds)] for m in SAFESWITCH_METHODS]
     t1, t2 = evaluation.thresholds
     return (
         "<p>SafeSwitch (docs/methods/safeswitch.md): a two-stage prober on the post-final-norm state "
@@ -103,10 +133,12 @@ def _body(report: Report, evaluation: SafeSwitchEvaluation, metrics: dict[str, A
         f"{metrics['head_loss']['final']:.3f}). System prompt: "
         f"{html.escape(str(metrics['system']))}; judge: {html.escape(evaluation.judge)}.</p>"
         "<h3>Compliance (fraction of answers that are not refusals)</h3>"
+        "<p>Each cell: rate (complied/prompts) [95% percentile bootstrap interval, seed 0]."
+        "</p>"
         + table_html(rows, ["method", *kinds])
         + "<h3>Prober flag rate</h3>"
-        + table_html([["flag rate", *(evaluation.flag_rate[k] for k in kinds)]], ["", *kinds])
-        + report.figure_html(compliance_figure(evaluation))
+        + table_html([["flag rate", *(flags[k] for k in kinds)]], ["", *kinds])
+        + report.figure_html(with_error_bars(compliance_figure(evaluation), compliance))
         + report.figure_html(gate_figure(evaluation))
         + "<h3>Example answers: base vs SafeSwitch</h3>"
         + _examples(evaluation, n)
@@ -125,12 +157,13 @@ def _skip(report: Report, err: Exception) -> dict[str, Any]:
 def _calibrate(
     model: TransformerBridge,
     switch: SafeSwitch,
-    val: Mapping[str, Prompts],
+    val: PromptSets,
     target_fpr: float,
     batch_size: int,
 ) -> SafeSwitch:
-    texts = [t for kind in val for t in texts_of(val[kind])]
-    labels = [int(kind in HARMFUL_KINDS) for kind in val for _ in texts_of(val[kind])]
+    by_kind = texts_by_kind(val)
+    texts = [t for v in by_kind.values() for t in v]
+    labels = [int(kind in HARMFUL_KINDS) for kind, v in by_kind.items() for _ in v]
     return switch.calibrate(model, texts, labels, target_fpr=target_fpr, batch_size=batch_size)
 
 
@@ -138,10 +171,10 @@ def add_safeswitch(
     report: Report,
     model: TransformerBridge,
     info: ModelInfo,  # noqa: ARG001 - the shared section signature
-    prompt_sets: Mapping[str, Prompts],
+    prompt_sets: PromptSets,
     *,
-    train: Mapping[str, Prompts] | None = None,
-    val: Mapping[str, Prompts] | None = None,
+    train: PromptSets | None = None,
+    val: PromptSets | None = None,
     switch: SafeSwitch | None = None,
     target_fpr: float | None = None,
     system: str | None = "helpful",
@@ -178,7 +211,7 @@ def add_safeswitch(
         The `safeswitch` metrics block (`{"skipped": reason}` when the model gives fewer than
         `min_per_class` refusals or compliant answers to learn from).
     """
-    test: Mapping[str, Prompts] = prompt_sets
+    test: PromptSets = prompt_sets
     if train is None and switch is None:
         train, split_val, test = split_by_kind(prompt_sets, seed=seed)
         val = val if val is not None else split_val
@@ -186,9 +219,14 @@ def add_safeswitch(
         if switch is None:
             assert train is not None
             try:
-                switch = fit_safeswitch(
-                    model, train, system=system, n_per_kind=n_train_per_kind,
+                shared = shared_prober(
+                    report, model, train, system=system, n_per_kind=n_train_per_kind,
                     batch_size=batch_size, seed=seed, min_per_class=min_per_class,
+                )  # fmt: skip
+                switch = fit_safeswitch(
+                    model, texts_by_kind(train), system=system, n_per_kind=n_train_per_kind,
+                    batch_size=batch_size, seed=seed, min_per_class=min_per_class,
+                    prober=shared.prober,
                 )  # fmt: skip
             except (EmptyTrainingSetError, SingleClassError, TooFewExamplesError) as err:
                 return _skip(report, err)
@@ -196,7 +234,7 @@ def add_safeswitch(
             switch = _calibrate(model, switch, val, target_fpr, batch_size)
     with report.timed("safeswitch_evaluate"):
         evaluation = evaluate_safeswitch(
-            model, switch, test, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            model, switch, texts_by_kind(test), max_new_tokens=max_new_tokens, batch_size=batch_size,
             judge=SubstringJudge("dro"),
         )  # fmt: skip
     metrics = safeswitch_metrics(evaluation, switch, model)

@@ -7,7 +7,8 @@ Fit -> apply -> evaluate -> plot:
 - `refusal_pairs` / `RefusalHead`: a copy of the unembedding fine-tuned on the model's own
   refusals of harmful requests;
 - `SafeSwitch`: answers with the head only where the prober fires; `fit_safeswitch` is the
-  whole recipe; `SafeSwitch.calibrate` sets the stage-1 threshold for a false-positive rate;
+  whole recipe (`fit_prober` its first half); `SafeSwitch.calibrate` sets the stage-1
+  threshold for a false-positive rate;
 - `evaluate_safeswitch`: compliance per kind for the base model, the warning prompt, the head
   always on and SafeSwitch; `compliance_figure`, `gate_figure`.
 
@@ -15,7 +16,7 @@ See docs/methods/safeswitch.md for what the paper does and where this implementa
 """
 
 from interp.safeswitch.evaluate import SAFESWITCH_METHODS, SafeSwitchEvaluation, evaluate_safeswitch
-from interp.safeswitch.fit import fit_safeswitch
+from interp.safeswitch.fit import fit_prober, fit_safeswitch
 from interp.safeswitch.plots import compliance_figure, gate_figure
 from interp.safeswitch.prober import ProberData, SafeSwitchProber, prober_features
 from interp.safeswitch.refusal_head import HeadData, RefusalHead, head_data, unembedding
@@ -36,6 +37,7 @@ __all__ = [
     "compliance_figure",
     "evaluate_safeswitch",
     "fires",
+    "fit_prober",
     "fit_safeswitch",
     "gate_figure",
     "head_data",

@@ -15,7 +15,7 @@ from interp.safeswitch.refusal_head import RefusalHead
 from interp.safeswitch.refusal_pairs import refusal_pairs
 from interp.safeswitch.switch import SafeSwitch
 
-__all__ = ["fit_safeswitch"]
+__all__ = ["fit_prober", "fit_safeswitch"]
 
 Prompts = Sequence[str] | Any
 
@@ -29,6 +29,61 @@ def _sample(prompts: Prompts, n: int | None, seed: int) -> list[str]:
     return [texts[i] for i in keep]
 
 
+def _picked(
+    train: Mapping[str, Prompts], n_per_kind: int | None, seed: int
+) -> tuple[list[str], list[int]]:
+    """The sampled training texts and their harmful (1) / harmless (0) labels."""
+    picked = {kind: _sample(p, n_per_kind, seed) for kind, p in train.items()}
+    texts = [t for kind in picked for t in picked[kind]]
+    harmful = [int(kind in HARMFUL_KINDS) for kind in picked for _ in picked[kind]]
+    return texts, harmful
+
+
+def fit_prober(
+    model: TransformerBridge,
+    train: Mapping[str, Prompts],
+    *,
+    system: str | None = "helpful",
+    n_per_kind: int | None = 64,
+    max_new_tokens: int = 16,
+    batch_size: int = 64,
+    seed: int = 0,
+    min_per_class: int = MIN_PER_CLASS,
+) -> tuple[SafeSwitchProber, dict[str, int]]:
+    """Fit SafeSwitch's two-stage prober as `fit_safeswitch` does (same sampling, same labels).
+
+    Args: as `fit_safeswitch`.
+
+    Returns:
+        (the prober, its training counts: harmful and harmless queries, compliant answers
+        and refusals).
+
+    Raises:
+        TooFewExamplesError: Fewer than `min_per_class` compliant or refused answers.
+    """
+    texts, harmful = _picked(train, n_per_kind, seed)
+    feats = prober_features(
+        model, texts, system=system, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    n_complied = sum(int(c) for c in feats.complied)
+    counts = {
+        "harmful queries": sum(harmful),
+        "harmless queries": len(harmful) - sum(harmful),
+        "compliant answers": n_complied,
+        "refusals": len(texts) - n_complied,
+    }
+    require_per_class(
+        "the SafeSwitch prober's stage-2 labels (the model's own greedy answers)",
+        {k: counts[k] for k in ("compliant answers", "refusals")},
+        minimum=min_per_class,
+        fix="Pass more training prompts of the kinds the model refuses (or answers).",
+    )
+    prober = SafeSwitchProber(seed=seed).fit(
+        feats.stage1, harmful, feats.stage2, feats.complied, model=model
+    )
+    return prober, counts
+
+
 def fit_safeswitch(
     model: TransformerBridge,
     train: Mapping[str, Prompts],
@@ -39,6 +94,7 @@ def fit_safeswitch(
     batch_size: int = 64,
     seed: int = 0,
     min_per_class: int = MIN_PER_CLASS,
+    prober: SafeSwitchProber | None = None,
 ) -> SafeSwitch:
     """Fit the two-stage prober and the refusal head on training prompts of each kind.
 
@@ -55,6 +111,8 @@ def fit_safeswitch(
         min_per_class: Examples required of each behaviour-derived class: compliant and
             refused answers (the stage-2 labels), and refusals to train the head on
             (`interp.MIN_PER_CLASS` by default).
+        prober: A prober already fitted by `fit_prober` with the same arguments, reused
+            instead of fitting it again (the report fits it once for two sections).
 
     Returns:
         A SafeSwitch with default thresholds (0.5, 0.5).
@@ -63,22 +121,12 @@ def fit_safeswitch(
         TooFewExamplesError: Fewer than `min_per_class` compliant or refused answers, or
             fewer refusals under the warning prompt for the head.
     """
-    picked = {kind: _sample(p, n_per_kind, seed) for kind, p in train.items()}
-    texts = [t for kind in picked for t in picked[kind]]
-    harmful = [int(kind in HARMFUL_KINDS) for kind in picked for _ in picked[kind]]
-    feats = prober_features(
-        model, texts, system=system, max_new_tokens=max_new_tokens, batch_size=batch_size
-    )
-    n_complied = sum(int(c) for c in feats.complied)
-    require_per_class(
-        "the SafeSwitch prober's stage-2 labels (the model's own greedy answers)",
-        {"compliant answers": n_complied, "refusals": len(texts) - n_complied},
-        minimum=min_per_class,
-        fix="Pass more training prompts of the kinds the model refuses (or answers).",
-    )
-    prober = SafeSwitchProber(seed=seed).fit(
-        feats.stage1, harmful, feats.stage2, feats.complied, model=model
-    )
+    if prober is None:
+        prober, _ = fit_prober(
+            model, train, system=system, n_per_kind=n_per_kind, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, seed=seed, min_per_class=min_per_class,
+        )  # fmt: skip
+    texts, harmful = _picked(train, n_per_kind, seed)
     requests = [t for t, h in zip(texts, harmful, strict=True) if h]
     pairs = refusal_pairs(model, requests)
     require_per_class(
