@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "load_model",
     "model_fingerprint",
     "model_info",
+    "refresh_fingerprint",
     "template_hash",
     "unembedding_fingerprint",
     "weight_fingerprint",
@@ -115,9 +116,10 @@ def model_fingerprint(model: TransformerBridge) -> str:
     on one CPU thread.
 
     The value is computed once per model object and cached (keyed weakly by the bridge). That
-    is sound because interp never edits weights in place: weight edits (orthogonalisation,
-    merging a delta) return new models. Editing a bridge's parameters in place yourself leaves
-    the cached value stale; load the model again to get a fresh one.
+    is sound because interp edits weights in place only when asked (`orthogonalize(...,
+    inplace=True)`, which refreshes it); other weight edits return new models. Editing a
+    bridge's parameters in place yourself leaves the cached value stale; call
+    `refresh_fingerprint` (or load the model again).
     """
     cached = _FINGERPRINT.get(model)
     if cached is not None:
@@ -135,6 +137,24 @@ def model_fingerprint(model: TransformerBridge) -> str:
             digest.update(f"{hf_name}:{tuple(param.shape)}".encode())
             digest.update(sample.numpy().tobytes())
     value = _FINGERPRINT[model] = digest.hexdigest()
+    return value
+
+
+def refresh_fingerprint(bridge: TransformerBridge) -> str:
+    """Recompute the cached `model_fingerprint` of a bridge whose weights were edited in place.
+
+    For the one in-place weight edit interp offers (`orthogonalize(..., inplace=True)`) and
+    for callers who edit parameters themselves; a cached `model_info` keeps its other fields
+    and gets the new fingerprint.
+
+    Returns:
+        The new fingerprint.
+    """
+    _FINGERPRINT.pop(bridge, None)
+    value = model_fingerprint(bridge)
+    info = _INFO.get(bridge)
+    if info is not None:
+        _INFO[bridge] = replace(info, fingerprint=value)
     return value
 
 
