@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 from tqdm.auto import tqdm
@@ -23,10 +23,52 @@ from interp.errors import EmptyPromptSetError, EmptyUserSpanError, SiteError
 from interp.native import forward_session
 from interp.sites import LAYERLESS, Site, sites
 
-__all__ = ["Activations", "Position", "collect_activations", "columns_for", "resolve_sites"]
+__all__ = [
+    "Activations",
+    "Position",
+    "ShardedActivations",
+    "collect_activations",
+    "columns_for",
+    "resolve_sites",
+]
 
 Position = Literal["last", "eoi", "mean_user"]
 POSITIONS: tuple[str, ...] = get_args(Position)
+
+
+class ShardedActivations(Protocol):
+    """Activations read one block of rows at a time: what the streaming fits take.
+
+    `interp.ActivationStore` is the implementation; diff-in-means, the probe sweep and PCA
+    read it through this protocol (they sit beside or above the store), so that a store
+    larger than memory is never loaded whole.
+    """
+
+    meta: dict[str, Any]
+
+    @property
+    def sites(self) -> list[Site]:
+        """The cached sites."""
+        ...
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The cached position columns."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of prompts (rows)."""
+        ...
+
+    def get(self, site: str | Site, position: str = "last") -> torch.Tensor:
+        """One site at one column for every prompt: float32 [n_prompts, d_model]."""
+        ...
+
+    def iter_shards(
+        self, sites: Sequence[str | Site], positions: Sequence[str]
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Per block of rows, in prompt order: label -> float32 [rows, n_positions, d_model]."""
+        ...
 
 
 def resolve_sites(model: TransformerBridge, spec: Sequence[str | Site] | str) -> list[Site]:

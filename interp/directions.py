@@ -26,7 +26,13 @@ from transformer_lens.model_bridge import TransformerBridge
 from interp._artifact import Artifact, ModelIdentity, Saved
 from interp._types import Float
 from interp._version import __version__
-from interp.activations import batches, collect_batch, columns_for, resolve_sites
+from interp.activations import (
+    ShardedActivations,
+    batches,
+    collect_batch,
+    columns_for,
+    resolve_sites,
+)
 from interp.data.promptset import texts_of
 from interp.errors import ArtifactMismatchError, EmptyPromptSetError, InterpError, SiteError
 from interp.model import model_fingerprint, template_hash
@@ -38,6 +44,7 @@ __all__ = [
     "DirectionError",
     "dataset_hash",
     "diff_in_means",
+    "diff_in_means_store",
 ]
 
 
@@ -368,4 +375,95 @@ def diff_in_means(
         n_harmful=len(harm_texts),
         n_harmless=len(safe_texts),
         model_fingerprint=model_fingerprint(model),
+    )
+
+
+def _store_labels(store: ShardedActivations, labels: Sequence[int] | Any) -> torch.Tensor:
+    """0/1 labels [n_prompts] (1 = harmful), checked against the store."""
+    flags = torch.as_tensor(labels).reshape(-1).long()
+    if len(flags) != len(store):
+        raise DirectionError(
+            f"got {len(flags)} labels for a store of {len(store)} prompts; pass one 0/1 label "
+            "per cached prompt, in the store's order (1 = harmful)"
+        )
+    if bool(((flags != 0) & (flags != 1)).any()):
+        raise DirectionError("labels must be 0 (harmless) or 1 (harmful); drop other labels")
+    if int(flags.sum()) in (0, len(flags)):
+        raise DirectionError(
+            "the labels hold one class only: diff-in-means needs harmful (1) and harmless (0) "
+            "prompts in the store"
+        )
+    return flags
+
+
+def _rows_hash(hashes: Sequence[str], rows: torch.Tensor) -> str:
+    chosen = [hashes[i] for i in rows.tolist()] if hashes else [str(i) for i in rows.tolist()]
+    return hashlib.sha256(json.dumps(chosen).encode()).hexdigest()
+
+
+def diff_in_means_store(
+    store: ShardedActivations,
+    labels: Sequence[int] | Any,
+    *,
+    stream: str = "resid_pre",
+    positions: Sequence[str] | None = None,
+) -> Candidates:
+    """`diff_in_means` from an activation store, read one shard at a time.
+
+    The per-class sums are accumulated in float64 shard by shard, so memory is one shard's
+    rows of `stream` whatever the size of the store; the result equals `diff_in_means` on
+    the same prompts (up to float64 summation order).
+
+    Args:
+        store: An `interp.ActivationStore` holding `stream` at every wanted layer.
+        labels: 0/1 per cached prompt, in the store's order (1 = harmful).
+        stream: The per-block stream to take candidates at.
+        positions: Columns of the store to use (default: all of them, e.g. `eoi-5` ...).
+
+    Returns:
+        The candidates (float32), with the store's model identity and, as dataset hashes,
+        hashes of each class's per-prompt hashes.
+
+    Raises:
+        SiteError: The store holds no layer of `stream`.
+        DirectionError: The labels do not match the store or hold one class only.
+    """
+    flags = _store_labels(store, labels)
+    sites = sorted((s for s in store.sites if s.stream == stream), key=lambda s: s.layer or 0)
+    if stream in LAYERLESS or not sites:
+        raise SiteError(
+            f"the store holds no per-block {stream!r} sites (it has "
+            f"{[s.label for s in store.sites]}); cache that stream or pick another"
+        )
+    columns = tuple(positions) if positions is not None else tuple(store.columns)
+    sums = torch.zeros(2, len(sites), len(columns), int(store.meta["model"]["d_model"]),
+                       dtype=torch.float64)  # fmt: skip
+    start = 0
+    for block in store.iter_shards(sites, columns):
+        n_rows = len(block[sites[0].label])
+        rows = flags[start : start + n_rows]
+        for i, site in enumerate(sites):  # one site at a time: a small float64 temporary
+            x = block.pop(site.label).to(torch.float64)
+            if not bool(torch.isfinite(x).all()):
+                raise DirectionError("NaN or inf in the stored activations; no mean can be taken")
+            for cls in (0, 1):
+                sums[cls, i] += x[rows == cls].sum(0)
+        start += n_rows
+    n_harm, n_safe = int(flags.sum()), len(flags) - int(flags.sum())
+    model = store.meta["model"]
+    hashes = list(store.meta.get("prompt_hashes", ()))
+    return Candidates(
+        vectors=(sums[1] / n_harm - sums[0] / n_safe).to(torch.float32),
+        stream=stream,
+        layers=tuple(int(s.layer) for s in sites if s.layer is not None),
+        columns=columns,
+        model_name=str(model["name"]),
+        template_hash=str(model["template_hash"]),
+        dataset_hashes={
+            "harmful": _rows_hash(hashes, torch.nonzero(flags == 1)[:, 0]),
+            "harmless": _rows_hash(hashes, torch.nonzero(flags == 0)[:, 0]),
+        },
+        n_harmful=n_harm,
+        n_harmless=n_safe,
+        model_fingerprint=str(model.get("fingerprint", "")),
     )

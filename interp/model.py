@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "load_model",
     "model_fingerprint",
     "model_info",
+    "refresh_fingerprint",
     "template_hash",
     "unembedding_fingerprint",
     "weight_fingerprint",
@@ -115,9 +116,10 @@ def model_fingerprint(model: TransformerBridge) -> str:
     on one CPU thread.
 
     The value is computed once per model object and cached (keyed weakly by the bridge). That
-    is sound because interp never edits weights in place: weight edits (orthogonalisation,
-    merging a delta) return new models. Editing a bridge's parameters in place yourself leaves
-    the cached value stale; load the model again to get a fresh one.
+    is sound because interp edits weights in place only when asked (`orthogonalize(...,
+    inplace=True)`, which refreshes it); other weight edits return new models. Editing a
+    bridge's parameters in place yourself leaves the cached value stale; call
+    `refresh_fingerprint` (or load the model again).
     """
     cached = _FINGERPRINT.get(model)
     if cached is not None:
@@ -135,6 +137,24 @@ def model_fingerprint(model: TransformerBridge) -> str:
             digest.update(f"{hf_name}:{tuple(param.shape)}".encode())
             digest.update(sample.numpy().tobytes())
     value = _FINGERPRINT[model] = digest.hexdigest()
+    return value
+
+
+def refresh_fingerprint(bridge: TransformerBridge) -> str:
+    """Recompute the cached `model_fingerprint` of a bridge whose weights were edited in place.
+
+    For the one in-place weight edit interp offers (`orthogonalize(..., inplace=True)`) and
+    for callers who edit parameters themselves; a cached `model_info` keeps its other fields
+    and gets the new fingerprint.
+
+    Returns:
+        The new fingerprint.
+    """
+    _FINGERPRINT.pop(bridge, None)
+    value = model_fingerprint(bridge)
+    info = _INFO.get(bridge)
+    if info is not None:
+        _INFO[bridge] = replace(info, fingerprint=value)
     return value
 
 
@@ -205,6 +225,9 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     allow_base_model: bool = False,
     requires_grad: bool = False,
+    device_map: str | dict[str, str | int] | None = None,
+    max_memory: dict[str | int, str | int] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> TransformerBridge:
     """Load a chat model as a `TransformerBridge` with raw HF numerics.
 
@@ -221,13 +244,21 @@ def load_model(
         allow_base_model: Accept a tokenizer without a chat template (a base model). Chat
             rendering then fails, but raw-text tools work.
         requires_grad: Leave `requires_grad` on the parameters.
+        device_map: Place the blocks with accelerate instead of on one `device` (exclusive
+            with it): `"auto"`, `"balanced"`, `"cpu"` or a dict from HF module names
+            (`"model.layers.3"`) to a device or `"cpu"`; passed to the bridge's HF loading.
+            A map that offloads weights to disk is refused. Tested on CPU only (`"cpu"` and an
+            all-`"cpu"` dict); see docs/CONTRACTS.md for what was not tested.
+        max_memory: Per-device budgets for accelerate's dispatcher (with `device_map`).
+        offload_folder: Where accelerate may stage offloaded weights (passed through).
 
     Returns:
         The bridge, as TransformerLens returns it; `model_info(bridge)` describes it (cached,
         with `name_or_dir` as its name).
 
     Raises:
-        ModelLoadError: The path does not exist or the architecture is not supported.
+        ModelLoadError: The path does not exist, the architecture is not supported, both
+            `device` and `device_map` were given, or `device_map` offloaded weights to disk.
         NoChatTemplateError: The tokenizer has no chat template and `allow_base_model` is False.
     """
     source = _resolve_source(zoo.resolve(name_or_dir))
@@ -239,16 +270,33 @@ def load_model(
             "tokenizer_config.json, or pass allow_base_model=True for raw-text use"
         )
     _check_architecture(source)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    placement: dict[str, Any] = {}
+    if device_map is not None:
+        if device is not None:
+            raise ModelLoadError(
+                f"got both device={device!r} and device_map={device_map!r}; pass one: device "
+                "puts the whole model on one device, device_map places its blocks"
+            )
+        placement = {"device_map": device_map, "max_memory": max_memory}
+        if offload_folder is not None:
+            placement["offload_folder"] = str(offload_folder)
+    else:
+        placement = {"device": str(device or ("cuda" if torch.cuda.is_available() else "cpu"))}
     try:
-        bridge = TransformerBridge.boot_transformers(source, device=str(device), dtype=dtype)
+        bridge = TransformerBridge.boot_transformers(source, dtype=dtype, **placement)
     except (ValueError, KeyError, NotImplementedError) as err:
         raise ModelLoadError(
             f"TransformerBridge cannot load {source!r}: {err}. The architecture may not be "
             "supported by TransformerLens 4; check `transformer_lens.model_bridge` for the "
             "supported architectures"
         ) from err
+    offloaded = [n for n, p in bridge.original_model.named_parameters() if p.is_meta]
+    if offloaded:
+        raise ModelLoadError(
+            f"device_map {device_map!r} offloaded {len(offloaded)} weights to disk (e.g. "
+            f"{offloaded[0]}); interp needs every weight in memory (it fingerprints and edits "
+            "weights). Map every module to a device or 'cpu', or raise max_memory"
+        )
     bridge.eval()
     for param in bridge.parameters():
         param.requires_grad_(requires_grad)

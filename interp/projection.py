@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
+from interp.activations import ShardedActivations
 from interp.errors import NotFittedError
 from interp.probes import ProbeInputError, as_tensor, check_inputs
 from interp.sites import Site
@@ -93,6 +92,11 @@ class PCA:
         Memory is O(d^2) whatever the number of rows, so stores larger than memory can be
         fitted shard by shard.
         """
+        self._accumulate(x)
+        return self._decompose()
+
+    def _accumulate(self, x: Any) -> None:
+        """Add a chunk's float64 moments (shifted by the first row seen) without decomposing."""
         xt = as_tensor(x).double()
         check_inputs(xt, None)
         if not hasattr(self, "_sum") or self._sum.numel() != xt.shape[1]:
@@ -102,9 +106,12 @@ class PCA:
             self.n_samples_seen_ = 0
         xs = xt - self._shift
         self._sum += xs.sum(0)
-        self._outer += xs.T @ xs
+        self._outer.addmm_(xs.T, xs)  # in place: no d x d temporary per chunk
         self.n_samples_seen_ += xt.shape[0]
-        n, d = self.n_samples_seen_, xt.shape[1]
+
+    def _decompose(self) -> PCA:
+        """Set the components from the accumulated moments (one eigendecomposition)."""
+        n, d = self.n_samples_seen_, self._sum.numel()
         _check_components(self.n_components, n, d)
         mean_s = self._sum / n
         cov = (self._outer - n * torch.outer(mean_s, mean_s)) / max(n - 1, 1)
@@ -122,16 +129,22 @@ class PCA:
 
 
 def fit_pca_store(
-    store: Any, site: str | Site, position: str = "last", n_components: int = 2
+    store: ShardedActivations, site: str | Site, position: str = "last", n_components: int = 2
 ) -> PCA:
-    """Fit a PCA on one site of an `ActivationStore`, reading one shard at a time."""
+    """Fit a PCA on one site of an `ActivationStore`, reading one shard at a time.
+
+    The moments are accumulated in float64 (as `PCA.partial_fit` does) and decomposed once at
+    the end: memory is O(d_model^2) plus one shard, whatever the size of the store.
+    """
     label = Site.parse(site).label
-    col = list(store.columns).index(position)
     pca = PCA(n_components)
-    for shard in sorted(store.shards, key=lambda s: s["start"]):
-        with safe_open(str(Path(store.path) / shard["file"]), framework="pt") as handle:
-            pca.partial_fit(handle.get_slice(label)[:, col].to(torch.float64))
-    return pca
+    for block in store.iter_shards([label], [position]):
+        pca._accumulate(block.pop(label)[:, 0])
+    if not hasattr(pca, "_sum"):
+        raise TooManyComponentsError(
+            f"the store holds no rows; cannot fit {n_components} components"
+        )
+    return pca._decompose()
 
 
 class UMAP:

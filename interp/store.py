@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -260,18 +260,56 @@ class ActivationStore:
     def get(self, site: str | Site, position: str = "last") -> torch.Tensor:
         """One site at one column for every prompt: [n_prompts, d_model] (float32).
 
+        Memory is that result only: each shard contributes its rows of the one column.
+
         Raises:
             CorruptStoreError: A shard fails its sha256 check (when `verify`; see `open`).
         """
         label = Site.parse(site).label
-        if label not in self.meta["sites"]:
-            raise KeyError(f"site {label!r} is not in the store; it has {self.meta['sites']}")
-        col = self.columns.index(position)
-        parts = []
+        parts = [block[label][:, 0] for block in self.iter_shards([site], [position])]
+        return torch.cat(parts)
+
+    def iter_shards(
+        self, sites: Sequence[str | Site], positions: Sequence[str]
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Read the store one shard at a time, in prompt order.
+
+        Each shard is memory mapped only while it is read (the map counts as private memory,
+        one shard's size) and only the asked sites and columns are copied out, so peak memory
+        is about one shard plus the caller's block, whatever the size of the store: the streaming fits (`interp.directions.diff_in_means_store`,
+        `interp.probes.fit_probes_store`, `interp.projection.fit_pca_store`) read this way.
+
+        Args:
+            sites: Sites to read (labels or `Site`s).
+            positions: Columns to read, in this order.
+
+        Yields:
+            Site label -> float32 [shard rows, len(positions), d_model].
+
+        Raises:
+            KeyError: A site or position is not in the store.
+            CorruptStoreError: A shard fails its sha256 check (when `verify`; see `open`).
+        """
+        labels = [Site.parse(site).label for site in sites]
+        for label in labels:
+            if label not in self.meta["sites"]:
+                raise KeyError(f"site {label!r} is not in the store; it has {self.meta['sites']}")
+        for position in positions:
+            if position not in self.columns:
+                raise KeyError(f"position {position!r} is not in the store; it has {self.columns}")
+        cols = [self.columns.index(p) for p in positions]
         for shard in sorted(self.shards, key=lambda s: s["start"]):
             with safe_open(self._read(shard), framework="pt") as handle:
-                parts.append(handle.get_slice(label)[:, col].to(torch.float32))
-        return torch.cat(parts)
+                block = {}
+                for label in labels:
+                    view = handle.get_slice(label)
+                    block[label] = torch.stack(
+                        [view[:, col].to(torch.float32) for col in cols], dim=1
+                    )
+                # The slice keeps the shard's memory map alive: drop it before the caller
+                # works on the block, so that at most one shard is mapped at a time.
+                del view
+            yield block
 
     def load(self) -> Activations:
         """Read the whole store into memory as `Activations`.

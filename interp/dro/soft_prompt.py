@@ -119,7 +119,11 @@ def frozen(model: TransformerBridge) -> Iterator[None]:
 
 
 def _final(model: TransformerBridge, batch: ChatBatch, hooks: Sequence[Hook]) -> torch.Tensor:
-    """f(x) at each row's last prompt token with `hooks` active (keeps the autograd graph)."""
+    """f(x) at each row's last prompt token with `hooks` active (keeps the autograd graph).
+
+    The states come back in float32 at least (bf16 / fp16 models included), so the DRO loss
+    and its gradient are accumulated in float32; a float32 model's states are unchanged.
+    """
     got: dict[str, torch.Tensor] = {}
     rows = torch.arange(len(batch), device=batch.tokens.device)
 
@@ -128,7 +132,8 @@ def _final(model: TransformerBridge, batch: ChatBatch, hooks: Sequence[Hook]) ->
 
     with model.hooks(fwd_hooks=[*hooks, (FINAL_SITE.hook_name, grab)]):
         model(batch.tokens, attention_mask=batch.attention_mask, return_type=None)
-    return got["f"]
+    f = got["f"]
+    return f if f.dtype in (torch.float32, torch.float64) else f.to(torch.float32)
 
 
 class SoftPrompt(Artifact):

@@ -55,10 +55,21 @@ def as_unit(
     return vec / vec.norm()
 
 
+_HALF = (torch.bfloat16, torch.float16)
+
+
 def project_out(
     x: Float[torch.Tensor, "*batch d_model"], unit: Float[torch.Tensor, " d_model"]
 ) -> Float[torch.Tensor, "*batch d_model"]:
-    """Remove the component along `unit`: x - (x . r) r on the last axis (r of x's dtype)."""
+    """Remove the component along `unit`: x - (x . r) r on the last axis.
+
+    float32 / float64 activations use `unit` in their own dtype. Half-precision ones (bf16,
+    fp16) are projected in float32 (with a float32 `unit`) and rounded back once, so the
+    rounding of a bf16 `unit` (not quite unit norm) and of the dot product adds no error.
+    """
+    if x.dtype in _HALF:
+        xf, r = x.to(torch.float32), unit.to(torch.float32)
+        return (xf - (xf @ r).unsqueeze(-1) * r).to(x.dtype)
     return x - (x @ unit).unsqueeze(-1) * unit
 
 
@@ -70,11 +81,13 @@ def _ablation_fn(unit: Float[torch.Tensor, " d_model"], offset: float = 0.0) -> 
         key = (x.device, x.dtype)
         r = converted.get(key)
         if r is None:
-            r = converted[key] = unit.to(x.device, x.dtype)
+            dtype = torch.float32 if x.dtype in _HALF else x.dtype
+            r = converted[key] = unit.to(x.device, dtype)
         if offset == 0.0:
             # Plain ablation stays bit-identical to the offset-free hook.
             return project_out(x, r)
-        return project_out(x, r) + offset * r
+        # `r` is float32 for half-precision x: cast the sum back to x's dtype.
+        return (project_out(x, r) + offset * r).to(x.dtype)
 
     return hook
 
