@@ -33,7 +33,7 @@ from interp.errors import NotFittedError, SingleKindError, UnknownSafetyPromptEr
 from interp.evaluation import Judge, SubstringJudge
 from interp.generation import decode_with_states
 from interp.min_samples import MIN_PER_CLASS, require_per_class
-from interp.probes import as_tensor, check_inputs
+from interp.probes import ProbeInputError, as_tensor, check_inputs
 from interp.projection import PCA
 from interp.sites import Site
 
@@ -329,13 +329,12 @@ class AnchorSpace:
 
         Args:
             states: f(x, s) [n, d_model] of every query under every condition.
-            harmful: 1 for harmful rows, 0 for harmless ones (both must occur).
+            harmful: 1 for harmful rows, 0 for harmless ones (both must occur; hard labels).
             comply: Soft compliance targets in [0, 1] (1 - the empirical refusal rate).
         """
         x = as_tensor(states).double()
-        labels = check_inputs(
-            x, [int(v) for v in as_tensor(harmful).round().long().tolist()], need_two_classes=False
-        )
+        # Hard labels: a 0.5 is refused (NonBinaryLabelsError), never rounded to a class.
+        labels = check_inputs(x, harmful, need_two_classes=False)
         if len(set(labels.tolist())) < 2:
             raise SingleKindError(
                 "the anchor space needs harmful and harmless rows; all rows have harmful="
@@ -343,7 +342,11 @@ class AnchorSpace:
             )
         soft = as_tensor(comply).double()
         if soft.shape != (x.shape[0],) or bool(((soft < 0) | (soft > 1) | soft.isnan()).any()):
-            raise ValueError(f"comply must hold {x.shape[0]} rates in [0, 1]")
+            raise ProbeInputError(
+                f"comply must hold {x.shape[0]} rates in [0, 1] (one per row), got shape "
+                f"{tuple(soft.shape)}, min {float(soft.min()) if soft.numel() else 'n/a'}, max "
+                f"{float(soft.max()) if soft.numel() else 'n/a'}"
+            )
         pca = PCA(self.n_components).fit(x)
         self.mean_ = pca.mean_
         self.components_ = pca.components_

@@ -8,8 +8,10 @@ sweep on other activations (e.g. the same queries under a safety prompt). `as_te
 """
 
 from interp.probes.linear import (
+    LayerMismatchError,
     LengthMismatchError,
     LinearProbe,
+    NonBinaryLabelsError,
     NonFiniteActivationsError,
     ProbeInputError,
     ProbeSweep,
@@ -21,8 +23,10 @@ from interp.probes.linear import (
 )
 
 __all__ = [
+    "LayerMismatchError",
     "LengthMismatchError",
     "LinearProbe",
+    "NonBinaryLabelsError",
     "NonFiniteActivationsError",
     "ProbeInputError",
     "ProbeSweep",

@@ -1,0 +1,101 @@
+"""Bad numbers, layers and labels get a specific error that names the value and the fix."""
+
+import pytest
+import torch
+
+from interp.activations import Activations
+from interp.dro import AnchorSpace
+from interp.probes import (
+    LayerMismatchError,
+    LinearProbe,
+    NonBinaryLabelsError,
+    ProbeInputError,
+    fit_probes_per_layer,
+)
+from interp.safeswitch import SafeSwitchProber
+from interp.sites import Site
+
+
+def _planted(n_layers: int = 3, n: int = 40, d: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    x = torch.randn(n_layers, n, d, generator=g)
+    x[-1, :, 0] += 4.0 * (2 * y - 1)
+    return x, y
+
+
+# 1. Layers that do not match the stack.
+
+
+def test_five_layer_names_for_a_three_layer_stack_are_refused():
+    x, y = _planted(n_layers=3)
+    with pytest.raises(LayerMismatchError, match=r"5 layer numbers .* 3 layers"):
+        fit_probes_per_layer(x, y, layers=[10, 20, 30, 40, 50], n_boot=0)
+    with pytest.raises(LayerMismatchError, match="twice"):
+        fit_probes_per_layer(x, y, layers=[0, 1, 1], n_boot=0)
+    with pytest.raises(LayerMismatchError, match="-1"):
+        fit_probes_per_layer(x, y, layers=[-1, 0, 1], n_boot=0)
+    # The right number of layer names labels the rows.
+    assert fit_probes_per_layer(x, y, layers=[4, 5, 6], n_boot=0).best_layer == 6
+
+
+def _activations(x: torch.Tensor, layers: list[int]) -> Activations:
+    sites = tuple(Site("resid_post", layer) for layer in layers)
+    return Activations(
+        data={s.label: x[i][:, None] for i, s in enumerate(sites)},
+        sites=sites,
+        columns=("last",),
+        prompts=(),
+    )
+
+
+def test_layers_of_collected_activations_pick_rows_and_unknown_ones_are_refused():
+    x, y = _planted(n_layers=3)
+    acts = _activations(x, [2, 5, 7])
+    picked = fit_probes_per_layer(acts, y, layers=[7, 2], n_boot=0)
+    whole = fit_probes_per_layer(acts, y, n_boot=0)
+    assert picked.layers == (7, 2)
+    assert picked.accuracy == (whole.accuracy[2], whole.accuracy[0])
+    with pytest.raises(LayerMismatchError, match=r"layer 3 .*collected: \[2, 5, 7\]"):
+        fit_probes_per_layer(acts, y, layers=[2, 3], n_boot=0)
+
+
+# 2. Soft labels where a method takes hard ones.
+
+
+def test_half_labels_are_refused_by_hard_label_probes():
+    x, y = _planted(n_layers=1)
+    soft = y.double()
+    soft[3] = 0.5
+    with pytest.raises(NonBinaryLabelsError, match=r"0\.5 at row 3"):
+        fit_probes_per_layer(x, soft, n_boot=0)
+    with pytest.raises(NonBinaryLabelsError, match=r"0\.5"):
+        LinearProbe().fit(x[0], soft)
+    with pytest.raises(NonBinaryLabelsError, match="nan"):
+        LinearProbe().fit(x[0], [float("nan")] + y[1:].tolist())
+    with pytest.raises(NonBinaryLabelsError, match="-1"):
+        LinearProbe().fit(x[0], [-1] + y[1:].tolist())
+    with pytest.raises(ProbeInputError, match="numbers"):
+        LinearProbe().fit(x[0], ["harmful"] * len(y))
+    # 0.0 / 1.0 floats and booleans are hard labels.
+    assert LinearProbe().fit(x[0], y.double()).score(x[0], y.bool()) > 0.9
+
+
+def test_half_labels_are_refused_by_the_safeswitch_prober():
+    x, y = _planted(n_layers=1)
+    soft = y.double()
+    soft[0] = 0.5
+    with pytest.raises(NonBinaryLabelsError, match=r"0\.5 at row 0"):
+        SafeSwitchProber(epochs=1).fit(x[0], soft, x[0], y)
+    with pytest.raises(NonBinaryLabelsError, match=r"0\.5 at row 0"):
+        SafeSwitchProber(epochs=1).fit(x[0], y, x[0], soft)
+
+
+def test_anchor_space_takes_soft_compliance_but_hard_harmful_labels():
+    x, y = _planted(n_layers=1, d=8)
+    comply = torch.linspace(0, 1, len(y), dtype=torch.float64)
+    AnchorSpace(n_components=2).fit(x[0], y, comply)  # soft comply rates are its input
+    soft = y.double()
+    soft[5] = 0.5
+    with pytest.raises(NonBinaryLabelsError, match=r"0\.5 at row 5"):
+        AnchorSpace(n_components=2).fit(x[0], soft, comply)
