@@ -95,6 +95,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _system_arg(text: str) -> str:
+    """A `--system` value: a safety-prompt name or literal text (`interp.chat.resolve_system`).
+
+    A one-word value that is not a safety-prompt name (a typo) is refused here, before any
+    model is loaded; the value is kept as given, so the store records the name.
+    """
+    from interp.chat import resolve_system
+    from interp.errors import UnknownSafetyPromptError
+
+    try:
+        resolve_system(text)
+    except UnknownSafetyPromptError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _writable_out_dir(out: str | Path) -> Path:
     """Check, before any model is loaded, that `out` is (or can become) a writable folder.
 
@@ -437,7 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--data-dir", type=Path, default=_default_data_dir())
     cache.add_argument("--sites", nargs="+", default=["resid_post"])
     cache.add_argument("--positions", nargs="+", default=["last"])
-    cache.add_argument("--system", default=None, help="system prompt or safety-prompt name")
+    cache.add_argument(
+        "--system",
+        type=_system_arg,
+        default=None,
+        help="a safety-prompt name (default, short, mistral, helpful, warning) or literal system "
+        "text with a space; a one-word value that is no name is refused",
+    )
     cache.add_argument("--out", required=True)
     cache.add_argument("--batch-size", type=int, default=32)
     cache.add_argument("--shard-size", type=int, default=256)

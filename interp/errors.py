@@ -62,7 +62,11 @@ class ThresholdError(InterpError, ValueError):
 
 
 class UnknownSafetyPromptError(InterpError, KeyError):
-    """A soft prompt was asked to start from a safety-prompt name that does not exist."""
+    """A safety-prompt name that does not exist (a ``system=`` typo, a soft prompt's ``init``).
+
+    A `system` string that looks like a name (one word, no spaces) must be one of
+    `interp.SAFETY_PROMPTS`; see `interp.chat.resolve_system`.
+    """
 
     def __str__(self) -> str:
         # KeyError quotes its message; show it as written.

@@ -3,8 +3,11 @@
 import pytest
 import torch
 
+from interp import cli
 from interp.activations import Activations
+from interp.chat import SAFETY_PROMPTS, SystemText, encode, resolve_system
 from interp.dro import AnchorSpace
+from interp.errors import UnknownSafetyPromptError
 from interp.probes import (
     LayerMismatchError,
     LinearProbe,
@@ -99,3 +102,45 @@ def test_anchor_space_takes_soft_compliance_but_hard_harmful_labels():
     soft[5] = 0.5
     with pytest.raises(NonBinaryLabelsError, match=r"0\.5 at row 5"):
         AnchorSpace(n_components=2).fit(x[0], soft, comply)
+
+
+# 3. Safety-prompt names are a closed set; literal system text cannot be mistaken for one.
+
+
+def test_a_typo_of_a_safety_prompt_name_is_refused_with_the_nearest_name():
+    with pytest.raises(UnknownSafetyPromptError, match="did you mean 'default'"):
+        resolve_system("defualt")
+    with pytest.raises(UnknownSafetyPromptError, match="did you mean 'warning'"):
+        resolve_system("Warnings")
+    with pytest.raises(UnknownSafetyPromptError, match="pass None"):
+        resolve_system("none")  # no system prompt is None, not a name
+    assert resolve_system("default") == SAFETY_PROMPTS["default"]
+    assert resolve_system(None) is None
+
+
+def test_literal_system_text_passes_as_written():
+    text = "You are a pirate. Answer in rhymes."
+    assert resolve_system(text) == text
+    assert resolve_system(SAFETY_PROMPTS["short"]) == SAFETY_PROMPTS["short"]
+    assert resolve_system("") == ""  # an empty system turn is text, not a name
+    # A one-word system prompt is literal when marked as such.
+    assert resolve_system(SystemText("Pirate")) == "Pirate"
+    assert resolve_system(SystemText("default")) == "default"
+
+
+def test_encode_refuses_a_mistyped_system_name(tiny_model_dirs):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dirs["llama"])
+    with pytest.raises(UnknownSafetyPromptError, match="'defualt'.*did you mean 'default'"):
+        encode(tokenizer, ["How do I bake bread?"], system="defualt")
+    named = encode(tokenizer, ["How do I bake bread?"], system="default")
+    literal = encode(tokenizer, ["How do I bake bread?"], system=SAFETY_PROMPTS["default"])
+    assert torch.equal(named.tokens, literal.tokens)
+
+
+def test_cli_system_flag_follows_the_same_rule(tmp_path, capsys):
+    argv = ["cache", "--model", str(tmp_path / "absent"), "--prompts", str(tmp_path / "p.txt")]
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--out", str(tmp_path / "s"), "--system", "defualt"])
+    assert "did you mean 'default'" in capsys.readouterr().err

@@ -27,7 +27,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.activations import collect_activations
-from interp.chat import SAFETY_PROMPTS
+from interp.chat import SAFETY_PROMPTS, unknown_prompt_message
 from interp.data.promptset import texts_of
 from interp.errors import NotFittedError, SingleKindError, UnknownSafetyPromptError
 from interp.evaluation import Judge, SubstringJudge
@@ -63,10 +63,7 @@ ANCHOR_CONDITIONS: tuple[str, ...] = ("none", "default", "short", "mistral")
 def check_prompt_name(name: str) -> str:
     """Return the text of a named safety prompt, or raise `UnknownSafetyPromptError`."""
     if name not in SAFETY_PROMPTS:
-        raise UnknownSafetyPromptError(
-            f"unknown safety prompt {name!r}; use one of {', '.join(sorted(SAFETY_PROMPTS))} "
-            "(interp.SAFETY_PROMPTS)"
-        )
+        raise UnknownSafetyPromptError(unknown_prompt_message(name))
     return SAFETY_PROMPTS[name]
 
 
