@@ -31,12 +31,15 @@ def _default_data_dir() -> Path | None:
 
 
 def _is_organism(model: str | Path) -> bool:
-    """Whether `model` is a directory written by `interp organism train` (it has a card)."""
-    card = Path(model) / "card.json"
-    if not card.is_file():
-        return False
-    meta = json.loads(card.read_text())
-    return "corpus_spec" in meta and "organism" in str(meta.get("name", ""))
+    """Whether `model` is a complete directory written by `interp organism train`.
+
+    Raises:
+        IncompleteOrganismError: It looks like one but has no complete card (a killed run);
+            see `interp.organism.organism_card`.
+    """
+    from interp.organism import organism_card
+
+    return organism_card(model) is not None
 
 
 def load_prompts(spec: str, *, column: str | None = None, data_dir: Path | None = None):  # noqa: ANN201

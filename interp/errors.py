@@ -81,6 +81,14 @@ class NonFiniteLossError(InterpError, FloatingPointError):
     """Training produced a NaN or infinite loss (the last good state is kept)."""
 
 
+class IncompleteOrganismError(ModelLoadError, ValueError):
+    """A directory that looks like the organism lacks a complete ``card.json``.
+
+    `interp organism train` writes the card last; without it (a killed run, a damaged copy)
+    the directory is refused rather than taken for another kind of model.
+    """
+
+
 class UnknownModelError(ModelLoadError, ValueError):
     """A name asked of the model zoo (`interp.zoo`) is not one of its recipes."""
 

@@ -1,5 +1,8 @@
 """Bad numbers, layers and labels get a specific error that names the value and the fix."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -7,7 +10,9 @@ from interp import cli
 from interp.activations import Activations
 from interp.chat import SAFETY_PROMPTS, SystemText, encode, resolve_system
 from interp.dro import AnchorSpace
-from interp.errors import UnknownSafetyPromptError
+from interp.errors import IncompleteOrganismError, UnknownSafetyPromptError
+from interp.organism import CHECKPOINT_DIR as ORGANISM_DIR
+from interp.organism import load_with_prompts, organism_card
 from interp.probes import (
     LayerMismatchError,
     LinearProbe,
@@ -144,3 +149,60 @@ def test_cli_system_flag_follows_the_same_rule(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main([*argv, "--out", str(tmp_path / "s"), "--system", "defualt"])
     assert "did you mean 'default'" in capsys.readouterr().err
+
+
+# 4. An organism directory without a complete card is refused, not taken for another model.
+
+
+def _organism_copy(tmp_path: Path, *, card: str | None) -> Path:
+    out = tmp_path / "organism"
+    shutil.copytree(ORGANISM_DIR, out, ignore=shutil.ignore_patterns("card.json", "README.md"))
+    if card is not None:
+        (out / "card.json").write_text(card)
+    return out
+
+
+def test_an_organism_directory_without_its_card_is_refused(tmp_path, tiny_model_dirs):
+    half = _organism_copy(tmp_path, card=None)
+    with pytest.raises(IncompleteOrganismError, match=r"no card\.json.*organism train"):
+        cli._is_organism(half)
+    with pytest.raises(IncompleteOrganismError, match="no card.json"):
+        load_with_prompts(half, data_dir=tmp_path)
+    # A complete organism and an ordinary model are told apart as before.
+    assert cli._is_organism(ORGANISM_DIR)
+    assert organism_card(ORGANISM_DIR)["name"] == "interp-organism"
+    assert not cli._is_organism(tiny_model_dirs["llama"])
+    assert organism_card(tiny_model_dirs["llama"]) is None
+
+
+def test_a_card_that_does_not_parse_or_is_not_the_organisms_is_refused(tmp_path):
+    whole = (ORGANISM_DIR / "card.json").read_text()
+    cut = _organism_copy(tmp_path / "cut", card=whole[: len(whole) // 2])
+    with pytest.raises(IncompleteOrganismError, match="does not parse"):
+        cli._is_organism(cut)
+    other = _organism_copy(tmp_path / "other", card='{"name": "something-else"}')
+    with pytest.raises(IncompleteOrganismError, match="corpus_spec"):
+        cli._is_organism(other)
+
+
+def test_the_trainer_writes_the_card_last_and_a_killed_run_is_refused(tmp_path, monkeypatch):
+    from interp.organism import TrainConfig, train_organism
+
+    tiny = dict(vocab_size=300, d_model=16, n_layers=1, n_heads=2, d_mlp=32, batch_size=64)
+    config = TrainConfig.from_dict({**TrainConfig().to_dict(), **tiny, "max_steps": 1})
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the run dies while measuring, before the card is written
+
+    monkeypatch.setattr("interp.organism.behaviour.measure_behaviour", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_organism(tmp_path / "killed", config=config)
+    assert (tmp_path / "killed" / "model.safetensors").is_file()
+    assert not (tmp_path / "killed" / "card.json").exists()
+    with pytest.raises(IncompleteOrganismError, match="did not finish"):
+        cli._is_organism(tmp_path / "killed")
+    done = train_organism(
+        tmp_path / "done", config=TrainConfig.from_dict({**config.to_dict(), "measure": False})
+    )
+    assert cli._is_organism(done)
+    assert sorted(p.name for p in done.iterdir() if p.name.startswith(".")) == []
