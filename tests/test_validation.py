@@ -1,16 +1,20 @@
 """Bad numbers, layers and labels get a specific error that names the value and the fix."""
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+import interp
 from interp import cli
+from interp import store as store_mod
 from interp.activations import Activations
 from interp.chat import SAFETY_PROMPTS, SystemText, encode, resolve_system
 from interp.dro import AnchorSpace
-from interp.errors import IncompleteOrganismError, UnknownSafetyPromptError
+from interp.errors import IncompleteOrganismError, StoreMismatchError, UnknownSafetyPromptError
 from interp.organism import CHECKPOINT_DIR as ORGANISM_DIR
 from interp.organism import load_with_prompts, organism_card
 from interp.probes import (
@@ -206,3 +210,42 @@ def test_the_trainer_writes_the_card_last_and_a_killed_run_is_refused(tmp_path, 
     )
     assert cli._is_organism(done)
     assert sorted(p.name for p in done.iterdir() if p.name.startswith(".")) == []
+
+
+# 5. The prompt-set hash is unambiguous.
+
+
+def _cache_two(model, out: Path, prompts: list[str]):
+    return interp.cache_activations(
+        model, prompts, out, ["ln_final"], ["last"], batch_size=2, progress=False
+    )
+
+
+def test_prompt_set_hash_tells_two_prompts_from_one_with_a_nul(tiny_model_dirs, tmp_path):
+    two, one = ["a", "b"], ["a\x00b"]
+    assert store_mod.prompt_set_hash(two) != store_mod.prompt_set_hash(one)
+    assert store_mod.prompt_set_hash(["ab", ""]) != store_mod.prompt_set_hash(["a", "b"])
+    model = interp.load_model(tiny_model_dirs["llama"])
+    _cache_two(model, tmp_path / "s", two)
+    assert len(interp.ActivationStore.open(tmp_path / "s", prompts=two)) == 2
+    with pytest.raises(StoreMismatchError, match="other prompts"):
+        interp.ActivationStore.open(tmp_path / "s", prompts=one)
+    with pytest.raises(StoreMismatchError, match="another job"):
+        _cache_two(model, tmp_path / "s", one)  # never resumed as the two-row store
+
+
+def test_a_store_hashed_the_old_way_still_opens_and_is_not_ambiguous(tiny_model_dirs, tmp_path):
+    model = interp.load_model(tiny_model_dirs["llama"])
+    _cache_two(model, tmp_path / "s", ["a", "b"])
+    path = tmp_path / "s" / "meta.json"
+    meta = json.loads(path.read_text())
+    # As written before the change: NUL-joined texts, no hash version, no checksum.
+    meta["prompt_set_hash"] = hashlib.sha256(b"a\x00b").hexdigest()
+    del meta["prompt_set_hash_version"], meta["checksum"]
+    path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    assert len(interp.ActivationStore.open(tmp_path / "s", prompts=["a", "b"])) == 2
+    with pytest.raises(StoreMismatchError, match="other prompts"):
+        interp.ActivationStore.open(tmp_path / "s", prompts=["a\x00b"])
+    _cache_two(model, tmp_path / "s", ["a", "b"])  # resuming the same job still works
+    with pytest.raises(StoreMismatchError, match="another job"):
+        _cache_two(model, tmp_path / "s", ["a\x00b"])
