@@ -249,3 +249,32 @@ def test_a_store_hashed_the_old_way_still_opens_and_is_not_ambiguous(tiny_model_
     _cache_two(model, tmp_path / "s", ["a", "b"])  # resuming the same job still works
     with pytest.raises(StoreMismatchError, match="another job"):
         _cache_two(model, tmp_path / "s", ["a\x00b"])
+
+
+# 6. Model-, prompt- and generation-derived strings are escaped in report.html.
+
+
+def test_hostile_strings_never_reach_report_html_raw(tiny_model_dirs, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from interp.evaluation import rates
+
+    name, prompt, answer = (f"<img src=x onerror=alert({i})>" for i in (1, 2, 3))
+    hostile_model = tmp_path / name
+    shutil.copytree(tiny_model_dirs["llama"], hostile_model)
+    sets = {kind: [f"{prompt} {kind} {i}" for i in range(2)] for kind in cli.KINDS}
+    monkeypatch.setattr(cli, "report_prompt_sets", lambda *args, **kwargs: sets)
+    real_generate = rates.generate
+
+    def hostile_generate(*args, **kwargs):
+        out = real_generate(*args, **kwargs)
+        return replace(out, texts=tuple(f"{answer} {t}" for t in out.texts))
+
+    monkeypatch.setattr(rates, "generate", hostile_generate)
+    out = tmp_path / "report"
+    argv = ["report", "--model", str(hostile_model), "--out", str(out), "--sections", "baseline"]
+    assert cli.main([*argv, "--n-per-kind", "2", "--max-new-tokens", "2"]) == 0
+    page = (out / "report.html").read_text()
+    assert "<img" not in page
+    for i, where in ((1, "model name"), (2, "prompts"), (3, "generations")):
+        assert f"&lt;img src=x onerror=alert({i})&gt;" in page, where
