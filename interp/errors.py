@@ -57,6 +57,13 @@ class HeadShapeError(ArtifactMismatchError, ValueError):
     """A refusal head's unembedding shape does not match the model it is applied to."""
 
 
+class ParameterError(InterpError, ValueError):
+    """A numeric argument (a size, a count, a coefficient, a rate) lies outside its allowed range.
+
+    The message names the argument, the allowed range and the value given.
+    """
+
+
 class ThresholdError(InterpError, ValueError):
     """A decision threshold (SafeSwitch prober stages) lies outside [0, 1]."""
 

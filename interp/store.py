@@ -42,6 +42,7 @@ from interp._artifact import (
     sha256_file,
 )
 from interp._atomic import atomic_write
+from interp._checks import check_int
 from interp._version import __version__
 from interp.activations import Activations, batches, collect_batch, columns_for, resolve_sites
 from interp.chat import resolve_system
@@ -362,7 +363,10 @@ def cache_activations(
     Raises:
         StoreMismatchError: `out_dir` holds a store of another job (model, sites, prompts...);
             nothing in it is touched.
+        ParameterError: `batch_size` or `shard_size` is not an integer >= 1.
     """
+    check_int(batch_size, "batch_size")
+    check_int(shard_size, "shard_size")
     texts = texts_of(prompts)
     if not texts:
         raise EmptyPromptSetError("the prompt set is empty; pass at least one prompt to cache")

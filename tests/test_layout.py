@@ -19,6 +19,8 @@ LAYERS: dict[str, float] = {
     "interp._types": 0,
     # Checksums, finiteness and model identity of saved artifacts (uses interp.errors only).
     "interp._artifact": 0.5,
+    # Range checks of numeric arguments, raising ParameterError (uses interp.errors only).
+    "interp._checks": 0.5,
     "interp.sites": 1,
     "interp.min_samples": 1,
     "interp.data": 1,

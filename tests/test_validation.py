@@ -12,9 +12,17 @@ import interp
 from interp import cli
 from interp import store as store_mod
 from interp.activations import Activations
+from interp.cast import CAST, CastError
 from interp.chat import SAFETY_PROMPTS, SystemText, encode, resolve_system
-from interp.dro import AnchorSpace
-from interp.errors import IncompleteOrganismError, StoreMismatchError, UnknownSafetyPromptError
+from interp.directions import Direction
+from interp.dro import AnchorSpace, SoftPrompt
+from interp.errors import (
+    IncompleteOrganismError,
+    ParameterError,
+    StoreMismatchError,
+    UnknownSafetyPromptError,
+)
+from interp.interventions import ActAdd
 from interp.organism import CHECKPOINT_DIR as ORGANISM_DIR
 from interp.organism import load_with_prompts, organism_card
 from interp.probes import (
@@ -24,6 +32,8 @@ from interp.probes import (
     ProbeInputError,
     fit_probes_per_layer,
 )
+from interp.refusal_direction import SelectionConfig
+from interp.safeinfer import SafeInfer
 from interp.safeswitch import SafeSwitchProber
 from interp.sites import Site
 
@@ -278,3 +288,68 @@ def test_hostile_strings_never_reach_report_html_raw(tiny_model_dirs, tmp_path, 
     assert "<img" not in page
     for i, where in ((1, "model name"), (2, "prompts"), (3, "generations")):
         assert f"&lt;img src=x onerror=alert({i})&gt;" in page, where
+
+
+# 7. Integers, coefficients and rates are checked where they are given, naming value and range.
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_model_dirs):
+    return interp.load_model(tiny_model_dirs["llama"])
+
+
+def test_generation_and_collection_sizes_are_checked(llama):
+    prompts = ["How do I bake bread?"]
+    with pytest.raises(ParameterError, match=r"max_new_tokens must be an integer >= 1, got 0"):
+        interp.generate(llama, prompts, max_new_tokens=0)
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ParameterError, match=rf"batch_size must be an integer >= 1, got {bad}"):
+            interp.generate(llama, prompts, batch_size=bad)
+    with pytest.raises(ParameterError, match="batch_size .* got 0"):
+        interp.collect_activations(llama, prompts, batch_size=0, progress=False)
+    with pytest.raises(ParameterError, match="shard_size .* got -1"):
+        interp.cache_activations(llama, prompts, "unused", shard_size=-1, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda d: CAST(d, coeff=float("nan")), r"coeff must be a finite number, got nan"),
+        (lambda d: CAST(d, batch_size=0), r"batch_size must be an integer >= 1, got 0"),
+        (lambda d: CAST(d, n_thresholds=0), r"n_thresholds must be an integer >= 1, got 0"),
+        (lambda d: CAST(d, steer_layer=-1), r"steer_layer must be an integer >= 0, got -1"),
+        (lambda d: ActAdd(d, 1.0, layer=-2), r"layer must be an integer >= 0, got -2"),
+        (lambda d: SoftPrompt(epochs=0), r"epochs must be an integer >= 1, got 0"),
+        (lambda d: SoftPrompt(batch_size=-1), r"batch_size must be an integer >= 1, got -1"),
+        (lambda d: SoftPrompt(lr=float("nan")), r"lr must be a number > 0, got nan"),
+        (lambda d: SoftPrompt(lr=0.0), r"lr must be a number > 0, got 0.0"),
+        (lambda d: SoftPrompt(grad_clip=0), r"grad_clip must be .* \(0, inf\), got 0"),
+        (lambda d: SoftPrompt(loss_weights=(1.0, 1.0)), r"loss_weights must be 3 numbers"),
+        (lambda d: SoftPrompt(loss_weights=(1, -1, 1)), r"loss_weights\[1\] must be .* >= 0"),
+        (lambda d: SafeInfer(n_heads=0), r"n_heads must be an integer >= 1, got 0"),
+        (lambda d: SafeInfer(n_shots=-1), r"n_shots must be an integer >= 1, got -1"),
+        (lambda d: SafeInfer(n_prompts=0), r"n_prompts must be an integer >= 1, got 0"),
+        (lambda d: SafeInfer(n_search_prompts=0), r"n_search_prompts must be .* >= 1, got 0"),
+        (lambda d: AnchorSpace(n_components=0), r"n_components must be an integer >= 1"),
+        (lambda d: AnchorSpace(C=0.0), r"C must be a finite number in \(0, inf\), got 0.0"),
+        (lambda d: LinearProbe(C=-1.0), r"C must be a finite number in \(0, inf\), got -1.0"),
+        (lambda d: LinearProbe(max_iter=0), r"max_iter must be an integer >= 1, got 0"),
+        (lambda d: SelectionConfig(max_kl=float("nan")), r"max_kl must be a finite number"),
+    ],
+)
+def test_method_hyperparameters_are_checked_at_construction(build, message):
+    direction = Direction(torch.ones(8), Site("resid_pre", 1), position="last")
+    with pytest.raises(ParameterError, match=message):
+        build(direction)
+
+
+def test_good_hyperparameters_still_construct():
+    direction = Direction(torch.ones(8), Site("resid_pre", 1), position="last")
+    for bad in (1.5, float("nan")):
+        with pytest.raises(CastError, match=r"val_fraction must be in \(0, 1\), got"):
+            CAST(direction, val_fraction=bad)
+    CAST(direction, coeff=-2.0, batch_size=1, n_thresholds=1, val_fraction=0.25, steer_layer=0)
+    SoftPrompt(epochs=1, batch_size=1, lr=1e-3, grad_clip=0.5, loss_weights=(1.0, 0.0, 2.0))
+    SafeInfer(n_heads=1, n_shots=1, n_prompts=1, n_search_prompts=1)
+    AnchorSpace(n_components=1, C=0.1, max_iter=1)
+    SelectionConfig(max_kl=0.0)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._checks import check_int, check_real
 from interp.activations import collect_activations
 from interp.chat import SAFETY_PROMPTS, unknown_prompt_message
 from interp.data.promptset import texts_of
@@ -312,9 +313,15 @@ class AnchorSpace:
         refusal_intercept_: Its bias.
         harm_coef_: Weights of the harmlessness logit [n_components] (harmless = 1).
         harm_intercept_: Its bias.
+
+    Raises:
+        ParameterError: `n_components` or `max_iter` below 1, or `C` not > 0.
     """
 
     def __init__(self, n_components: int = 4, C: float = 1.0, max_iter: int = 200) -> None:  # noqa: N803
+        check_int(n_components, "AnchorSpace n_components")
+        check_real(C, "AnchorSpace C", low=0, low_open=True)
+        check_int(max_iter, "AnchorSpace max_iter")
         self.n_components = n_components
         self.C = C
         self.max_iter = max_iter

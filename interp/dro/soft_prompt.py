@@ -30,12 +30,19 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp._artifact import check_identity, load_tensors, read_meta, seal
 from interp._atomic import save_atomically
+from interp._checks import check_int, check_real, check_reals
 from interp._version import __version__
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import texts_of
 from interp.dro.anchor import FINAL_SITE, AnchorSpace, check_prompt_name, split_kinds, texts_hash
 from interp.dro.loss import DEFAULT_LOSS_WEIGHTS, dro_loss
-from interp.errors import ArtifactMismatchError, InterpError, NonFiniteLossError, NotFittedError
+from interp.errors import (
+    ArtifactMismatchError,
+    InterpError,
+    NonFiniteLossError,
+    NotFittedError,
+    ParameterError,
+)
 from interp.generation import Completions, decode_with_states
 from interp.interventions.apply import Hook
 from interp.model import model_fingerprint, template_hash
@@ -151,6 +158,10 @@ class SoftPrompt:
         seed: Seed of the shuffling.
         progress: Show a progress bar over steps.
 
+    Raises:
+        ParameterError: `epochs` or `batch_size` below 1, `lr` or `grad_clip` not > 0, a
+            negative `weight_decay`, or `loss_weights` not three finite numbers >= 0.
+
     Attributes:
         embeddings_: The learned soft prompt [n_tokens, d_model] (float32, CPU).
         initial_embeddings_: The human prompt's embeddings it started from.
@@ -178,6 +189,13 @@ class SoftPrompt:
         seed: int = 0,
         progress: bool = False,
     ) -> None:
+        check_int(epochs, "SoftPrompt epochs")
+        check_int(batch_size, "SoftPrompt batch_size")
+        if not float(lr) > 0:  # NaN fails too; inf is allowed (it tests the non-finite guard)
+            raise ParameterError(f"SoftPrompt lr must be a number > 0, got {lr!r}")
+        check_real(weight_decay, "SoftPrompt weight_decay", low=0)
+        check_real(grad_clip, "SoftPrompt grad_clip", low=0, low_open=True)
+        check_reals(loss_weights, "SoftPrompt loss_weights", 3, low=0)
         self.init = init
         self.epochs = epochs
         self.batch_size = batch_size

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from interp._checks import check_int, check_real
 from interp._types import Float
 from interp.activations import Activations
 from interp.errors import InterpError, NotFittedError
@@ -150,6 +151,9 @@ class LinearProbe:
         seed: Kept for the contract; both solvers are deterministic.
         device: Where the torch backend runs (default: where the activations are).
 
+    Raises:
+        ParameterError: `C` or `tol` not > 0, or `max_iter` below 1 (at construction).
+
     Attributes:
         coef_: Weights in the *raw* activation space [d_model] (standardisation folded in).
         intercept_: Bias in the raw space.
@@ -166,6 +170,9 @@ class LinearProbe:
         seed: int = 0,
         device: str | None = None,
     ) -> None:
+        check_real(C, "LinearProbe C", low=0, low_open=True)
+        check_int(max_iter, "LinearProbe max_iter")
+        check_real(tol, "LinearProbe tol", low=0, low_open=True)
         self.backend = backend
         self.C = C
         self.max_iter = max_iter

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._checks import check_real
 from interp._types import Float
 from interp.activations import batches
 from interp.chat import ChatBatch
@@ -307,10 +308,9 @@ class SelectionConfig:
     max_layer_fraction: float = 0.8
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.max_layer_fraction <= 1.0:
-            raise ValueError(f"max_layer_fraction must be in (0, 1], got {self.max_layer_fraction}")
-        if self.max_kl < 0:
-            raise ValueError(f"max_kl must be >= 0, got {self.max_kl}")
+        check_real(self.max_layer_fraction, "max_layer_fraction", low=0, high=1, low_open=True)
+        check_real(self.max_kl, "max_kl", low=0)
+        check_real(self.min_induce, "min_induce")
 
 
 def layer_cut(n_layers: int, fraction: float = 0.8) -> int:
