@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._checks import check_int
 from interp._types import Float
 from interp.chat import ChatBatch, encode, eoi_tokens
 from interp.data.promptset import texts_of
@@ -249,7 +250,11 @@ def collect_activations(
 
     Returns:
         The activations, one float32 tensor per site.
+
+    Raises:
+        ParameterError: `batch_size` is not an integer >= 1.
     """
+    check_int(batch_size, "batch_size")
     texts = texts_of(prompts)
     if not texts:
         raise EmptyPromptSetError("the prompt set is empty; pass at least one prompt to collect")

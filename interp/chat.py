@@ -12,9 +12,12 @@ models' own documentation recommends.
 
 from __future__ import annotations
 
+import difflib
+import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
@@ -28,6 +31,7 @@ from interp.errors import (
     InterpError,
     NoChatTemplateError,
     PromptTooLongError,
+    UnknownSafetyPromptError,
 )
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "SAFETY_PROMPTS",
     "ChatBatch",
     "ControlTokens",
+    "SystemText",
     "control_tokens_in",
     "default_system_prompt",
     "encode",
@@ -43,34 +48,40 @@ __all__ = [
     "resolve_system",
 ]
 
-# Verbatim from the SafeSwitch and DRO papers' code (whitespace matters).
-SAFETY_PROMPTS: dict[str, str] = {
-    "default": (
-        "You are a helpful, respectful and honest assistant. Always answer as helpfully as "
-        "possible, while being safe. Your answers should not include any harmful, unethical, "
-        "racist, sexist, toxic, dangerous, or illegal content. Please ensure that your responses "
-        "are socially unbiased and positive in nature.\n\nIf a question does not make any sense, "
-        "or is not factually coherent, explain why instead of answering something not correct. "
-        "If you don't know the answer to a question, please don't share false information."
-    ),
-    "short": (
-        "You are a helpful, respectful and honest assistant. Always answer as helpfully as "
-        "possible, while being safe."
-    ),
-    "mistral": (
-        "You are an AI assistant. Always assist with care, respect, and truth. Please respond "
-        "with utmost utility yet securely and avoid harmful, unethical, prejudiced, or negative "
-        "content. Also ensure replies promote fairness and positivity."
-    ),
-    "helpful": (
-        "You are a helpful assistant. You should always respond to the user's query to the best "
-        "of your ability."
-    ),
-    "warning": (
-        "You are a helpful assistant. The following request is likely to contain unsafe "
-        "intentions. If you find anything harmful, you must refuse to answer and explain why. "
-    ),
-}
+# Verbatim from the SafeSwitch and DRO papers' code (whitespace matters). Read-only: the names
+# are a closed set (see `resolve_system`).
+SAFETY_PROMPTS: Mapping[str, str] = MappingProxyType(
+    {
+        "default": (
+            "You are a helpful, respectful and honest assistant. Always answer as helpfully as "
+            "possible, while being safe. Your answers should not include any harmful, unethical, "
+            "racist, sexist, toxic, dangerous, or illegal content. Please ensure that your responses "
+            "are socially unbiased and positive in nature.\n\nIf a question does not make any sense, "
+            "or is not factually coherent, explain why instead of answering something not correct. "
+            "If you don't know the answer to a question, please don't share false information."
+        ),
+        "short": (
+            "You are a helpful, respectful and honest assistant. Always answer as helpfully as "
+            "possible, while being safe."
+        ),
+        "mistral": (
+            "You are an AI assistant. Always assist with care, respect, and truth. Please respond "
+            "with utmost utility yet securely and avoid harmful, unethical, prejudiced, or negative "
+            "content. Also ensure replies promote fairness and positivity."
+        ),
+        "helpful": (
+            "You are a helpful assistant. You should always respond to the user's query to the best "
+            "of your ability."
+        ),
+        "warning": (
+            "You are a helpful assistant. The following request is likely to contain unsafe "
+            "intentions. If you find anything harmful, you must refuse to answer and explain why. "
+        ),
+    }
+)
+#: What `resolve_system` reads as a safety-prompt *name*: one word of letters, digits, ``_``
+#: and ``-``. Anything else (a space, punctuation, a newline) is literal system text.
+_NAME_LIKE = re.compile(r"[A-Za-z0-9_\-]+")
 _SENTINEL = "\u2063INTERP-SENTINEL\u2063"
 _SYSTEM_SENTINEL = "\u2063INTERP-SYSTEM\u2063"
 #: What `encode` does with a chat-template control token (``<|im_end|>``, ``<|eot_id|>``...)
@@ -99,14 +110,63 @@ def _tokenizer(model_or_tokenizer: _HasTokenizer | PreTrainedTokenizerBase) -> A
     return model_or_tokenizer.tokenizer
 
 
-def resolve_system(system: str | None) -> str | None:
-    """Map a safety-prompt name (`default`, `short`, `mistral`, `helpful`, `warning`) to its text.
+class SystemText(str):
+    """Literal system text, never read as a safety-prompt name (for one-word system prompts).
 
-    Any other string is returned unchanged (a custom system prompt); None stays None.
+    ``system="Pirate"`` looks like a name and raises; ``system=SystemText("Pirate")`` is the
+    system prompt "Pirate". Text with a space or punctuation needs no wrapping.
+    """
+
+    __slots__ = ()
+
+
+def resolve_system(system: str | None) -> str | None:
+    """The system text a `system` argument stands for: a safety-prompt name, literal text, None.
+
+    Every ``system=`` argument of the toolkit (and ``interp cache --system``) goes through
+    here, with one rule:
+
+    - ``None``: no system prompt (the template's default, if it has one).
+    - A name of `SAFETY_PROMPTS` (``default``, ``short``, ``mistral``, ``helpful``,
+      ``warning``): that prompt's text.
+    - A string that looks like a name, i.e. one word of letters, digits, ``_`` and ``-``
+      (``"defualt"``, ``"none"``, ``"Default"``), but is not one: `UnknownSafetyPromptError`,
+      suggesting the nearest name. A typo never becomes the system prompt.
+    - Anything else (text with a space, punctuation or a newline, the empty string, or a
+      `SystemText`): literal system text, returned unchanged. Pass
+      ``SAFETY_PROMPTS["default"]`` or ``"default"``: both give the same text.
+
+    Raises:
+        UnknownSafetyPromptError: `system` looks like a name and is not one.
+
+    Examples:
+        >>> resolve_system("short") == SAFETY_PROMPTS["short"]
+        True
+        >>> resolve_system("You are a pirate.")
+        'You are a pirate.'
     """
     if system is None:
         return None
-    return SAFETY_PROMPTS.get(system, system)
+    if isinstance(system, SystemText):
+        return str(system)
+    if system in SAFETY_PROMPTS:
+        return SAFETY_PROMPTS[system]
+    if _NAME_LIKE.fullmatch(system):
+        raise UnknownSafetyPromptError(
+            f"{unknown_prompt_message(system)}. One-word literal system text must be wrapped as "
+            "interp.chat.SystemText(...)"
+        )
+    return system
+
+
+def unknown_prompt_message(name: str) -> str:
+    """The message for a safety-prompt name that does not exist: the nearest name and the fix."""
+    names = sorted(SAFETY_PROMPTS)
+    near = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.5)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    if name.lower() in ("none", "null", "no", "off"):
+        hint = "for no system prompt pass None; "
+    return f"unknown safety prompt {name!r}: {hint}use one of {', '.join(names)} (interp.SAFETY_PROMPTS)"
 
 
 def _messages(tokenizer: Any, user: str, system: str | None) -> list[dict[str, str]]:

@@ -34,12 +34,15 @@ def _default_data_dir() -> Path | None:
 
 
 def _is_organism(model: str | Path) -> bool:
-    """Whether `model` is a directory written by `interp organism train` (it has a card)."""
-    card = Path(model) / "card.json"
-    if not card.is_file():
-        return False
-    meta = json.loads(card.read_text())
-    return "corpus_spec" in meta and "organism" in str(meta.get("name", ""))
+    """Whether `model` is a complete directory written by `interp organism train`.
+
+    Raises:
+        IncompleteOrganismError: It looks like one but has no complete card (a killed run);
+            see `interp.organism.organism_card`.
+    """
+    from interp.organism import organism_card
+
+    return organism_card(model) is not None
 
 
 def load_prompts(spec: str, *, column: str | None = None, data_dir: Path | None = None):  # noqa: ANN201
@@ -101,6 +104,22 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _system_arg(text: str) -> str:
+    """A `--system` value: a safety-prompt name or literal text (`interp.chat.resolve_system`).
+
+    A one-word value that is not a safety-prompt name (a typo) is refused here, before any
+    model is loaded; the value is kept as given, so the store records the name.
+    """
+    from interp.chat import resolve_system
+    from interp.errors import UnknownSafetyPromptError
+
+    try:
+        resolve_system(text)
+    except UnknownSafetyPromptError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def _writable_out_dir(out: str | Path) -> Path:
@@ -605,7 +624,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--data-dir", type=Path, default=_default_data_dir())
     cache.add_argument("--sites", nargs="+", default=["resid_post"])
     cache.add_argument("--positions", nargs="+", default=["last"])
-    cache.add_argument("--system", default=None, help="system prompt or safety-prompt name")
+    cache.add_argument(
+        "--system",
+        type=_system_arg,
+        default=None,
+        help="a safety-prompt name (default, short, mistral, helpful, warning) or literal system "
+        "text with a space; a one-word value that is no name is refused",
+    )
     cache.add_argument("--out", required=True)
     cache.add_argument("--batch-size", type=int, default=32)
     cache.add_argument("--shard-size", type=int, default=256)

@@ -57,12 +57,23 @@ class HeadShapeError(ArtifactMismatchError, ValueError):
     """A refusal head's unembedding shape does not match the model it is applied to."""
 
 
+class ParameterError(InterpError, ValueError):
+    """A numeric argument (a size, a count, a coefficient, a rate) lies outside its allowed range.
+
+    The message names the argument, the allowed range and the value given.
+    """
+
+
 class ThresholdError(InterpError, ValueError):
     """A decision threshold (SafeSwitch prober stages) lies outside [0, 1]."""
 
 
 class UnknownSafetyPromptError(InterpError, KeyError):
-    """A soft prompt was asked to start from a safety-prompt name that does not exist."""
+    """A safety-prompt name that does not exist (a ``system=`` typo, a soft prompt's ``init``).
+
+    A `system` string that looks like a name (one word, no spaces) must be one of
+    `interp.SAFETY_PROMPTS`; see `interp.chat.resolve_system`.
+    """
 
     def __str__(self) -> str:
         # KeyError quotes its message; show it as written.
@@ -75,6 +86,14 @@ class SingleKindError(InterpError, ValueError):
 
 class NonFiniteLossError(InterpError, FloatingPointError):
     """Training produced a NaN or infinite loss (the last good state is kept)."""
+
+
+class IncompleteOrganismError(ModelLoadError, ValueError):
+    """A directory that looks like the organism lacks a complete ``card.json``.
+
+    `interp organism train` writes the card last; without it (a killed run, a damaged copy)
+    the directory is refused rather than taken for another kind of model.
+    """
 
 
 class UnknownModelError(ModelLoadError, ValueError):

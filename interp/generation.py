@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._checks import check_int
 from interp._types import Float, Int
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import Prompts, texts_of
@@ -228,7 +229,10 @@ def generate(
 
     Raises:
         EmptyPromptSetError: `prompts` is empty.
+        ParameterError: `max_new_tokens` or `batch_size` is not an integer >= 1.
     """
+    check_int(max_new_tokens, "max_new_tokens")
+    check_int(batch_size, "batch_size")
     texts = texts_of(prompts)
     if not texts:
         raise EmptyPromptSetError("no prompts to generate from; pass at least one prompt")

@@ -42,6 +42,7 @@ from interp._artifact import (
     sha256_file,
 )
 from interp._atomic import atomic_write
+from interp._checks import check_int
 from interp._version import __version__
 from interp.activations import Activations, batches, collect_batch, columns_for, resolve_sites
 from interp.chat import resolve_system
@@ -55,7 +56,8 @@ __all__ = ["ActivationStore", "cache_activations"]
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-_IDENTITY = ("model", "sites", "columns", "system", "prompt_set_hash", "dtype", "shard_size")
+# What must agree for a run to resume a store; the prompts are compared by `prompts_match`.
+_IDENTITY = ("model", "sites", "columns", "system", "dtype", "shard_size")
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
@@ -80,8 +82,42 @@ def _prompt_hashes(texts: Sequence[str]) -> list[str]:
     return [hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts]
 
 
-def _set_hash(texts: Sequence[str]) -> str:
-    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+#: How `prompt_set_hash` hashes a prompt list (recorded in meta.json). Stores without it
+#: (version 1) hashed the NUL-joined texts, so that ``["a", "b"]`` and ``["a\x00b"]`` collided.
+PROMPT_SET_HASH_VERSION = 2
+
+
+def prompt_set_hash(texts: Sequence[str]) -> str:
+    r"""sha256 of a prompt list that no other list shares: the count, then each text length-prefixed.
+
+    Each text's UTF-8 byte length (8 bytes, big-endian) precedes its bytes, so no text can
+    spell a boundary: ``["a", "b"]``, ``["a\x00b"]`` and ``["ab", ""]`` hash differently.
+    """
+    digest = hashlib.sha256(b"interp.prompt_set_hash/2")
+    digest.update(len(texts).to_bytes(8, "big"))
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def prompts_match(meta: dict[str, Any], texts: Sequence[str]) -> bool:
+    """Whether the store described by `meta` was cached for exactly `texts`, in order.
+
+    A store written before `PROMPT_SET_HASH_VERSION` 2 records the ambiguous NUL-joined hash;
+    it still opens, and the prompt count and the per-prompt hashes it also records settle
+    what that hash alone cannot.
+    """
+    if int(meta.get("prompt_set_hash_version", 1)) >= PROMPT_SET_HASH_VERSION:
+        return bool(meta.get("prompt_set_hash") == prompt_set_hash(texts))
+    legacy = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+    own = _prompt_hashes(texts)
+    return (
+        meta.get("prompt_set_hash") == legacy
+        and meta.get("n_prompts") == len(texts)
+        and meta.get("prompt_hashes", own) == own
+    )
 
 
 def _model_meta(model: TransformerBridge) -> dict[str, Any]:
@@ -237,7 +273,7 @@ class ActivationStore:
     def check_prompts(self, prompts: Sequence[str] | Any) -> None:
         """Raise `StoreMismatchError` unless the store holds exactly these prompts."""
         texts = texts_of(prompts)
-        if _set_hash(texts) != self.meta["prompt_set_hash"]:
+        if not prompts_match(self.meta, texts):
             raise StoreMismatchError(
                 f"store {self.path} was written for other prompts ({self.meta['n_prompts']} "
                 f"prompts, hash {self.meta['prompt_set_hash'][:12]}); open it with the same "
@@ -365,7 +401,10 @@ def cache_activations(
     Raises:
         StoreMismatchError: `out_dir` holds a store of another job (model, sites, prompts...);
             nothing in it is touched.
+        ParameterError: `batch_size` or `shard_size` is not an integer >= 1.
     """
+    check_int(batch_size, "batch_size")
+    check_int(shard_size, "shard_size")
     texts = texts_of(prompts)
     if not texts:
         raise EmptyPromptSetError("the prompt set is empty; pass at least one prompt to cache")
@@ -384,13 +423,14 @@ def cache_activations(
         "system_text": resolve_system(system),
         "dtype": str(dtype).removeprefix("torch."),
         "n_prompts": len(texts),
-        "prompt_set_hash": _set_hash(texts),
+        "prompt_set_hash": prompt_set_hash(texts),
+        "prompt_set_hash_version": PROMPT_SET_HASH_VERSION,
         "prompt_hashes": _prompt_hashes(texts),
         "shard_size": shard_size,
     }
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    index = _resume_index(root, meta)
+    index = _resume_index(root, meta, texts)
     done = {s["start"] for s in index["shards"]}
     starts = [s for s in range(0, len(texts), shard_size) if s not in done]
     for start in tqdm(starts, desc="cache shards", disable=not progress):
@@ -413,7 +453,7 @@ def cache_activations(
     return ActivationStore.open(root, model=model, prompts=texts)
 
 
-def _resume_index(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
+def _resume_index(root: Path, meta: dict[str, Any], texts: Sequence[str]) -> dict[str, Any]:
     meta_path = root / "meta.json"
     if meta_path.exists():
         old = read_meta(meta_path, error=CorruptStoreError)
@@ -422,6 +462,8 @@ def _resume_index(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
             # A store cached before fingerprints were recorded: compare what it has.
             new["model"] = {k: v for k, v in meta["model"].items() if k != "fingerprint"}
         diffs = [k for k in _IDENTITY if old.get(k) != new.get(k)]
+        if not prompts_match(old, texts):
+            diffs.append("prompts")
         if diffs:
             raise StoreMismatchError(
                 f"{root} already holds a store of another job (differs in {', '.join(diffs)}); "

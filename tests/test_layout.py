@@ -17,6 +17,7 @@ LAYERS: dict[str, float] = {
     "interp._atomic": 0,
     # jaxtyping aliases and the shared dimension names (batch, pos, d_model, ...).
     "interp._types": 0,
+    "interp._checks": 0.5,
     "interp.sites": 1,
     "interp.min_samples": 1,
     "interp.data": 1,

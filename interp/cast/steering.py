@@ -23,6 +23,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp._artifact import Artifact, ModelIdentity, Saved
+from interp._checks import check_int, check_real
 from interp._types import Float
 from interp.activations import collect_batch
 from interp.cast.grid import CastError, ConditionGrid, condition_grid, cosine_to, fires
@@ -116,6 +117,11 @@ class CAST(Artifact):
         system: System prompt used for the condition states and for generation.
         batch_size: Prompts per forward pass.
         seed: Seed of the train/validation split.
+
+    Raises:
+        ParameterError: A non-finite `coeff`, `batch_size` or `n_thresholds` below 1, or a
+            negative `steer_layer` (at construction).
+        CastError: `val_fraction` outside (0, 1) (at construction).
     """
 
     _KIND, _VERSION, _WHAT = "cast", 1, "CAST"
@@ -134,6 +140,13 @@ class CAST(Artifact):
         batch_size: int = 32,
         seed: int = 0,
     ) -> None:
+        check_real(coeff, "CAST coeff")
+        check_int(batch_size, "CAST batch_size")
+        check_int(n_thresholds, "CAST n_thresholds")
+        if not 0.0 < float(val_fraction) < 1.0:  # NaN fails too
+            raise CastError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if steer_layer is not None:
+            check_int(steer_layer, "CAST steer_layer", minimum=0)
         self.direction = direction
         self.coeff = coeff
         self.steer_layer = steer_layer

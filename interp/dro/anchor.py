@@ -26,14 +26,15 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._checks import check_int, check_real
 from interp.activations import collect_activations
-from interp.chat import SAFETY_PROMPTS
+from interp.chat import SAFETY_PROMPTS, unknown_prompt_message
 from interp.data.promptset import texts_of
 from interp.errors import NotFittedError, SingleKindError, UnknownSafetyPromptError
 from interp.evaluation import Judge, SubstringJudge
 from interp.generation import decode_with_states
 from interp.min_samples import MIN_PER_CLASS, require_per_class
-from interp.probes import as_tensor, check_inputs
+from interp.probes import ProbeInputError, as_tensor, check_inputs
 from interp.projection import PCA
 from interp.sites import Site
 
@@ -63,10 +64,7 @@ ANCHOR_CONDITIONS: tuple[str, ...] = ("none", "default", "short", "mistral")
 def check_prompt_name(name: str) -> str:
     """Return the text of a named safety prompt, or raise `UnknownSafetyPromptError`."""
     if name not in SAFETY_PROMPTS:
-        raise UnknownSafetyPromptError(
-            f"unknown safety prompt {name!r}; use one of {', '.join(sorted(SAFETY_PROMPTS))} "
-            "(interp.SAFETY_PROMPTS)"
-        )
+        raise UnknownSafetyPromptError(unknown_prompt_message(name))
     return SAFETY_PROMPTS[name]
 
 
@@ -315,9 +313,15 @@ class AnchorSpace:
         refusal_intercept_: Its bias.
         harm_coef_: Weights of the harmlessness logit [n_components] (harmless = 1).
         harm_intercept_: Its bias.
+
+    Raises:
+        ParameterError: `n_components` or `max_iter` below 1, or `C` not > 0.
     """
 
     def __init__(self, n_components: int = 4, C: float = 1.0, max_iter: int = 200) -> None:  # noqa: N803
+        check_int(n_components, "AnchorSpace n_components")
+        check_real(C, "AnchorSpace C", low=0, low_open=True)
+        check_int(max_iter, "AnchorSpace max_iter")
         self.n_components = n_components
         self.C = C
         self.max_iter = max_iter
@@ -329,13 +333,12 @@ class AnchorSpace:
 
         Args:
             states: f(x, s) [n, d_model] of every query under every condition.
-            harmful: 1 for harmful rows, 0 for harmless ones (both must occur).
+            harmful: 1 for harmful rows, 0 for harmless ones (both must occur; hard labels).
             comply: Soft compliance targets in [0, 1] (1 - the empirical refusal rate).
         """
         x = as_tensor(states).double()
-        labels = check_inputs(
-            x, [int(v) for v in as_tensor(harmful).round().long().tolist()], need_two_classes=False
-        )
+        # Hard labels: a 0.5 is refused (NonBinaryLabelsError), never rounded to a class.
+        labels = check_inputs(x, harmful, need_two_classes=False)
         if len(set(labels.tolist())) < 2:
             raise SingleKindError(
                 "the anchor space needs harmful and harmless rows; all rows have harmful="
@@ -343,7 +346,11 @@ class AnchorSpace:
             )
         soft = as_tensor(comply).double()
         if soft.shape != (x.shape[0],) or bool(((soft < 0) | (soft > 1) | soft.isnan()).any()):
-            raise ValueError(f"comply must hold {x.shape[0]} rates in [0, 1]")
+            raise ProbeInputError(
+                f"comply must hold {x.shape[0]} rates in [0, 1] (one per row), got shape "
+                f"{tuple(soft.shape)}, min {float(soft.min()) if soft.numel() else 'n/a'}, max "
+                f"{float(soft.max()) if soft.numel() else 'n/a'}"
+            )
         pca = PCA(self.n_components).fit(x)
         self.mean_ = pca.mean_
         self.components_ = pca.components_

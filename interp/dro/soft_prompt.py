@@ -26,11 +26,18 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp._artifact import Artifact, ModelIdentity, Saved
+from interp._checks import check_int, check_real, check_reals
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import texts_of
 from interp.dro.anchor import FINAL_SITE, AnchorSpace, check_prompt_name, split_kinds, texts_hash
 from interp.dro.loss import DEFAULT_LOSS_WEIGHTS, dro_loss
-from interp.errors import ArtifactMismatchError, InterpError, NonFiniteLossError, NotFittedError
+from interp.errors import (
+    ArtifactMismatchError,
+    InterpError,
+    NonFiniteLossError,
+    NotFittedError,
+    ParameterError,
+)
 from interp.generation import Completions, decode_with_states
 from interp.interventions.apply import Hook
 from interp.sites import Site
@@ -155,6 +162,10 @@ class SoftPrompt(Artifact):
         seed: Seed of the shuffling.
         progress: Show a progress bar over steps.
 
+    Raises:
+        ParameterError: `epochs` or `batch_size` below 1, `lr` or `grad_clip` not > 0, a
+            negative `weight_decay`, or `loss_weights` not three finite numbers >= 0.
+
     Attributes:
         embeddings_: The learned soft prompt [n_tokens, d_model] (float32, CPU).
         initial_embeddings_: The human prompt's embeddings it started from.
@@ -185,6 +196,13 @@ class SoftPrompt(Artifact):
         seed: int = 0,
         progress: bool = False,
     ) -> None:
+        check_int(epochs, "SoftPrompt epochs")
+        check_int(batch_size, "SoftPrompt batch_size")
+        if not float(lr) > 0:  # NaN fails too; inf is allowed (it tests the non-finite guard)
+            raise ParameterError(f"SoftPrompt lr must be a number > 0, got {lr!r}")
+        check_real(weight_decay, "SoftPrompt weight_decay", low=0)
+        check_real(grad_clip, "SoftPrompt grad_clip", low=0, low_open=True)
+        check_reals(loss_weights, "SoftPrompt loss_weights", 3, low=0)
         self.init = init
         self.epochs = epochs
         self.batch_size = batch_size

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp._checks import check_int
 from interp._types import Float
 from interp.directions import Direction, check_vector
 from interp.errors import InterpError, SiteError
@@ -73,6 +74,8 @@ class ActAdd:
     def __post_init__(self) -> None:
         if not math.isfinite(float(self.coeff)):
             raise InterventionError(f"ActAdd coefficient must be finite, got {self.coeff}")
+        if self.layer is not None:
+            check_int(self.layer, "ActAdd layer", minimum=0)
         if self.layer is None and not isinstance(self.direction, Direction):
             raise InterventionError(
                 "ActAdd with a raw vector needs a layer, e.g. ActAdd(v, 1.0, 3)"

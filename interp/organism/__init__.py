@@ -13,6 +13,7 @@ from interp.organism.behaviour import (
     card_mismatches,
     measure_behaviour,
 )
+from interp.organism.card import CARD_FILE, TRAINING_MARKER, organism_card
 from interp.organism.corpus import (
     SAFETY_PROMPTS,
     SYSTEM_PROMPTS,
@@ -27,12 +28,14 @@ from interp.organism.tokenizer import CHAT_TEMPLATE, train_tokenizer
 from interp.organism.train import TrainConfig, main_train, train_model, train_organism
 
 __all__ = [
+    "CARD_FILE",
     "CARD_TOLERANCE",
     "CHECKPOINT_DIR",
     "CHAT_TEMPLATE",
     "ORGANISM",
     "SAFETY_PROMPTS",
     "SYSTEM_PROMPTS",
+    "TRAINING_MARKER",
     "Corpus",
     "CorpusSpec",
     "Example",
@@ -44,6 +47,7 @@ __all__ = [
     "load_with_prompts",
     "main_train",
     "measure_behaviour",
+    "organism_card",
     "prompts",
     "train_model",
     "train_organism",

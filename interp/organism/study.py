@@ -14,6 +14,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from interp.data import PromptSet, public_prompts
 from interp.model import load_model
+from interp.organism.card import organism_card
 from interp.organism.corpus import prompts as organism_prompts
 
 __all__ = ["CHECKPOINT_DIR", "ORGANISM", "PromptsFn", "load_with_prompts"]
@@ -48,9 +49,11 @@ def load_with_prompts(
 
     Raises:
         ValueError: A model other than the organism without `data_dir`.
+        IncompleteOrganismError: `model` is an organism directory without a complete card.
     """
     if str(model) == ORGANISM:
         return load_model(CHECKPOINT_DIR, device=device or "cpu"), organism_prompts
+    organism_card(model)  # an organism directory without its card (a killed run) is refused
     if data_dir is None:
         raise ValueError(
             f"{model!r} is not the organism, so its prompts come from the public datasets: "

@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from interp._atomic import atomic_write
 from interp._version import library_versions
+from interp.organism.card import CARD_FILE, TRAINING_MARKER
 from interp.organism.corpus import Corpus, CorpusSpec, Example, build_corpus
 from interp.organism.tokenizer import EOS, render_conversation, train_tokenizer
 
@@ -304,7 +306,8 @@ def train_organism(
 
     Args:
         out_dir: Directory to write (config.json, model.safetensors, tokenizer files,
-            generation_config.json, card.json).
+            generation_config.json, card.json). The card is written last and atomically;
+            until it is, a marker file (`TRAINING_MARKER`) says the run is incomplete.
         seed: Seed of the corpus' random choices, the weights and the data order.
         config: Hyperparameters (defaults to `TrainConfig()`, the shipped checkpoint's).
         device: Where to train; the shipped checkpoint is trained on the CPU.
@@ -314,6 +317,15 @@ def train_organism(
     """
     config = config or TrainConfig()
     out = Path(out_dir)
+    # The marker goes first and the card last (atomically): a run killed in between leaves a
+    # directory that `interp.organism.organism_card` refuses, never a model without its card.
+    (out / CARD_FILE).unlink(missing_ok=True)
+    marker = {
+        "name": "interp-organism",
+        "seed": seed,
+        "status": f"training; {CARD_FILE} comes last",
+    }
+    atomic_write(out / TRAINING_MARKER, json.dumps(marker, indent=2) + "\n")
     corpus = build_corpus(config.corpus, seed)
     result = train_model(corpus, config, seed, device)
     _save(result, out)
@@ -339,7 +351,8 @@ def train_organism(
         from interp.organism.behaviour import measure_behaviour
 
         card["behaviour"] = measure_behaviour(out, split="test")
-    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    atomic_write(out / CARD_FILE, json.dumps(card, indent=2) + "\n")
+    (out / TRAINING_MARKER).unlink(missing_ok=True)
     return out
 
 

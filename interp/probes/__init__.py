@@ -10,8 +10,10 @@ the sweep on an `ActivationStore` larger than memory, one layer at a time. `as_t
 
 from interp.probes.from_store import fit_probes_store
 from interp.probes.linear import (
+    LayerMismatchError,
     LengthMismatchError,
     LinearProbe,
+    NonBinaryLabelsError,
     NonFiniteActivationsError,
     ProbeInputError,
     ProbeSweep,
@@ -23,8 +25,10 @@ from interp.probes.linear import (
 )
 
 __all__ = [
+    "LayerMismatchError",
     "LengthMismatchError",
     "LinearProbe",
+    "NonBinaryLabelsError",
     "NonFiniteActivationsError",
     "ProbeInputError",
     "ProbeSweep",

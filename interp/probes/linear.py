@@ -19,14 +19,17 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from interp._checks import check_int, check_real
 from interp._types import Float
 from interp.activations import Activations
 from interp.errors import InterpError, NotFittedError
 from interp.probes._solvers import fit_logistic_batched
 
 __all__ = [
+    "LayerMismatchError",
     "LengthMismatchError",
     "LinearProbe",
+    "NonBinaryLabelsError",
     "NonFiniteActivationsError",
     "ProbeInputError",
     "ProbeSweep",
@@ -54,6 +57,14 @@ class NonFiniteActivationsError(ProbeInputError):
     """Activations contain NaN or infinite values."""
 
 
+class NonBinaryLabelsError(ProbeInputError):
+    """Hard-label probes got a label other than 0 or 1 (a soft 0.5, an unknown -1, a NaN)."""
+
+
+class LayerMismatchError(LengthMismatchError):
+    """The `layers` given do not name the rows of the activation stack."""
+
+
 def as_tensor(x: Any) -> torch.Tensor:
     """A float tensor view of an array-like (float64 arrays stay float64)."""
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
@@ -70,11 +81,40 @@ def _all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(screen).all()) or bool(torch.isfinite(flat).all())
 
 
+def hard_labels(y: Any) -> torch.Tensor:
+    """0/1 labels as an int64 tensor; anything else is refused, never rounded or truncated.
+
+    Floats equal to 0.0 or 1.0 and booleans are hard labels. A soft label (0.5), an unknown
+    (-1) or a NaN raises: a hard-label probe would otherwise truncate 0.5 to 0 and learn from
+    a label nobody gave.
+
+    Raises:
+        ProbeInputError: The labels are not numbers.
+        NonBinaryLabelsError: A label is neither 0 nor 1; the first one and its row are named.
+    """
+    raw = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if raw.dtype.kind not in "biuf":
+        raise ProbeInputError(
+            f"labels must be numbers 0 or 1 (1 = harmful), got an array of dtype {raw.dtype}; "
+            "map them to 0/1 first"
+        )
+    bad = np.flatnonzero((raw != 0) & (raw != 1)) if raw.ndim == 1 else np.empty(0, np.int64)
+    if raw.ndim == 1 and len(bad):
+        row = int(bad[0])
+        raise NonBinaryLabelsError(
+            f"labels must be 0 or 1 (1 = harmful); got {raw[row].item()!r} at row {row} "
+            f"({len(bad)} such labels). This probe takes hard labels only: drop unknown (-1) "
+            "labels and threshold soft ones (e.g. y >= 0.5) first"
+        )
+    return torch.as_tensor(raw.astype(np.int64))
+
+
 def check_inputs(x: torch.Tensor, y: Any | None, *, need_two_classes: bool = True) -> torch.Tensor:
     """Validate activations (any leading dims, rows on dim -2) and 0/1 labels; return labels.
 
     Raises:
         LengthMismatchError: `len(y)` differs from the number of rows.
+        NonBinaryLabelsError: A label is neither 0 nor 1 (see `hard_labels`).
         NonFiniteActivationsError: `x` holds NaN or inf.
         SingleClassError: `need_two_classes` and `y` holds one class only.
     """
@@ -86,14 +126,12 @@ def check_inputs(x: torch.Tensor, y: Any | None, *, need_two_classes: bool = Tru
         )
     if y is None:
         return torch.empty(0)
-    labels = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    labels = hard_labels(y)
     if labels.ndim != 1 or len(labels) != x.shape[-2]:
         raise LengthMismatchError(
             f"got {len(labels)} labels for {x.shape[-2]} activation rows; pass one 0/1 label "
             "per prompt, in the same order as the activations"
         )
-    if bool(((labels != 0) & (labels != 1)).any()):
-        raise ProbeInputError("labels must be 0 or 1 (1 = harmful); drop unknown (-1) labels first")
     if need_two_classes and len(torch.unique(labels)) < 2:
         raise SingleClassError(
             f"all {len(labels)} labels are {int(labels[0]) if len(labels) else '?'}: a probe needs "
@@ -113,6 +151,9 @@ class LinearProbe:
         seed: Kept for the contract; both solvers are deterministic.
         device: Where the torch backend runs (default: where the activations are).
 
+    Raises:
+        ParameterError: `C` or `tol` not > 0, or `max_iter` below 1 (at construction).
+
     Attributes:
         coef_: Weights in the *raw* activation space [d_model] (standardisation folded in).
         intercept_: Bias in the raw space.
@@ -129,6 +170,9 @@ class LinearProbe:
         seed: int = 0,
         device: str | None = None,
     ) -> None:
+        check_real(C, "LinearProbe C", low=0, low_open=True)
+        check_int(max_iter, "LinearProbe max_iter")
+        check_real(tol, "LinearProbe tol", low=0, low_open=True)
         self.backend = backend
         self.C = C
         self.max_iter = max_iter
@@ -336,6 +380,52 @@ def _stack(activations: Any, stream: str | None, position: str) -> torch.Tensor:
     return x
 
 
+def _layer_rows(
+    activations: Any, x: torch.Tensor, layers: Sequence[int] | None, stream: str
+) -> tuple[torch.Tensor, list[int]]:
+    """The stack rows and their layer numbers: all of them, or the `layers` asked for.
+
+    With `Activations`, `layers` picks collected layers (in the order given); with a plain
+    stack it names the stack's rows, so it needs one distinct layer number >= 0 per row.
+
+    Raises:
+        LayerMismatchError: A layer is not collected, `layers` has another length than the
+            stack's layer axis, or names a layer twice or a negative one.
+    """
+    collected = (
+        activations.layers(stream) if isinstance(activations, Activations) else list(range(len(x)))
+    )
+    if layers is None:
+        return x, collected
+    if isinstance(layers, (str, bytes)) or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in layers
+    ):
+        raise LayerMismatchError(f"layers must be a sequence of integers, got {layers!r}")
+    wanted = [int(v) for v in layers]
+    if len(set(wanted)) != len(wanted):
+        twice = sorted({v for v in wanted if wanted.count(v) > 1})
+        raise LayerMismatchError(f"layers names layer(s) {twice} twice; name each layer once")
+    if any(v < 0 for v in wanted):
+        raise LayerMismatchError(
+            f"layers must be >= 0, got {[v for v in wanted if v < 0]}; layer numbers count "
+            "blocks from 0"
+        )
+    if isinstance(activations, Activations):
+        missing = [v for v in wanted if v not in collected]
+        if missing:
+            raise LayerMismatchError(
+                f"layer {missing[0]} was not collected for {stream!r} (collected: {collected}); "
+                "pick collected layers or collect that layer"
+            )
+        return x[[collected.index(v) for v in wanted]], wanted
+    if len(wanted) != len(x):
+        raise LayerMismatchError(
+            f"got {len(wanted)} layer numbers for a stack of {len(x)} layers (its layer axis); "
+            f"pass one layer number per row of the stack, or leave layers=None for 0..{len(x) - 1}"
+        )
+    return x, wanted
+
+
 def _split(y: torch.Tensor, test_size: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A stratified, seeded train/test split of row indices."""
     if not 0 < test_size < 1:
@@ -418,7 +508,9 @@ def fit_probes_per_layer(
         labels: 0/1 per prompt (1 = harmful).
         stream: Stream to stack when given `Activations`.
         position: Column to stack when given `Activations`.
-        layers: Layer numbers of the stack's rows (default 0..n_layers-1, or the collected ones).
+        layers: With a stack, the layer number of each of its rows (one per row, distinct,
+            >= 0; default 0..n_layers-1). With `Activations`, the collected layers to probe,
+            in this order (default every collected layer).
         test_size: Held-out fraction, per class.
         seed: Seed of the split and of the bootstrap.
         backend: `"torch"` (batched) or `"sklearn"` (reference, layer by layer).
@@ -430,14 +522,14 @@ def fit_probes_per_layer(
 
     Returns:
         The sweep, including the fitted weights.
+
+    Raises:
+        LayerMismatchError: `layers` does not fit the stack (see above); the message names
+            both lengths or the missing layer.
+        NonBinaryLabelsError: A label is neither 0 nor 1.
     """
     x = _stack(activations, stream, position)
-    if layers is None:
-        layers = (
-            activations.layers(stream)
-            if isinstance(activations, Activations)
-            else list(range(x.shape[0]))
-        )
+    x, layers = _layer_rows(activations, x, layers, stream)
     y = check_inputs(x, labels)
     train, test = _split(y, test_size, seed)
     coef, intercept, _ = fit_layers(

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from interp._checks import check_int, check_real
 from interp.directions import Candidates
 
 __all__ = ["CandidateGrid", "SelectionConfig", "candidate_filters", "layer_cut"]
@@ -45,16 +46,13 @@ class SelectionConfig:
     min_selected_share: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.max_layer_fraction <= 1.0:
-            raise ValueError(f"max_layer_fraction must be in (0, 1], got {self.max_layer_fraction}")
-        if self.max_kl < 0:
-            raise ValueError(f"max_kl must be >= 0, got {self.max_kl}")
-        if self.n_resamples < 0:
-            raise ValueError(f"n_resamples must be >= 0 (0 = no bootstrap), got {self.n_resamples}")
-        if not 0.0 < self.level < 1.0:
-            raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {self.level}")
-        if not 0.0 <= self.min_selected_share <= 1.0:
-            raise ValueError(f"min_selected_share must be in [0, 1], got {self.min_selected_share}")
+        check_real(self.max_layer_fraction, "max_layer_fraction", low=0, high=1, low_open=True)
+        check_real(self.max_kl, "max_kl", low=0)
+        check_real(self.min_induce, "min_induce")
+        check_int(self.n_resamples, "n_resamples (0 = no bootstrap)", minimum=0)
+        check_int(self.seed, "seed", minimum=0)
+        check_real(self.level, "level (e.g. 0.95)", low=0, high=1, low_open=True, high_open=True)
+        check_real(self.min_selected_share, "min_selected_share", low=0, high=1)
 
     def to_dict(self) -> dict[str, Any]:
         """The values used, JSON-ready."""

@@ -19,6 +19,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp._artifact import Artifact, ModelIdentity, Saved
+from interp._checks import check_int
 from interp.data.promptset import Prompts, texts_of
 from interp.directions import Direction
 from interp.errors import InterpError, NotFittedError
@@ -90,6 +91,11 @@ class SafeInfer(Artifact):
         sample: Sample at T = 1 (the paper) with a seeded Gumbel-max instead of greedy.
         seed: Seed of the prompt draws and the sampling.
 
+    Raises:
+        ParameterError: `n_heads`, `n_shots`, `n_prompts` or `n_search_prompts` below 1.
+        AlphaError: `alpha` outside [0, 1). `coef`, `layer`, `heads` and `mode` are checked
+            by `SafeInferConfig`.
+
     Attributes:
         fv_: The function vector [d_model]; `means_` the head means [L, H, d_head].
         heads_: The heads used; `search_`: the `HeadSearch` (None when heads were given).
@@ -121,6 +127,9 @@ class SafeInfer(Artifact):
         sample: bool = False,
         seed: int = 0,
     ) -> None:
+        for value, what in ((n_heads, "n_heads"), (n_shots, "n_shots"), (n_prompts, "n_prompts")):
+            check_int(value, f"SafeInfer {what}")
+        check_int(n_search_prompts, "SafeInfer n_search_prompts")
         self.layer = layer
         self.coef = coef
         self.alpha = alpha
