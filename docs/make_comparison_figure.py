@@ -47,10 +47,10 @@ def svg(block: dict, title: str) -> str:
         s, o = m["safety"], m["over_refusal"]
         colour = COLOURS.get(m["family"], "#333")
         r = 4 + 3 * math.sqrt(max(m["cost"], 0.1))
-        out.append(f'<line x1="{x(o["low"])}" y1="{y(s["rate"])}" x2="{x(o["high"])}" '
+        out.append(f'<line x1="{x(o["interval"][0])}" y1="{y(s["rate"])}" x2="{x(o["interval"][1])}" '
                    f'y2="{y(s["rate"])}" stroke="{colour}" opacity="0.5"/>')  # fmt: skip
-        out.append(f'<line x1="{x(o["rate"])}" y1="{y(s["low"])}" x2="{x(o["rate"])}" '
-                   f'y2="{y(s["high"])}" stroke="{colour}" opacity="0.5"/>')  # fmt: skip
+        out.append(f'<line x1="{x(o["rate"])}" y1="{y(s["interval"][0])}" x2="{x(o["rate"])}" '
+                   f'y2="{y(s["interval"][1])}" stroke="{colour}" opacity="0.5"/>')  # fmt: skip
         out.append(f'<circle cx="{x(o["rate"]):.1f}" cy="{y(s["rate"]):.1f}" r="{r:.1f}" '
                    f'fill="{colour}" fill-opacity="0.6" stroke="{colour}"/>')  # fmt: skip
         out.append(f'<circle cx="{x(1) + 28}" cy="{legend_y}" r="5" fill="{colour}"/>')

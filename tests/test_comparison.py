@@ -67,9 +67,9 @@ def test_none_rates_equal_refusal_rates_of_plain_generation(model, sets, result)
             cell = result[name].rates[kind]
             assert cell.n == len(sets[kind])
             assert cell.rate == pytest.approx(rates[name][kind], abs=1e-4)
-            assert cell.refused == round(cell.rate * cell.n)
+            assert cell.k == round(cell.rate * cell.n)
     harmful = [result["none"].rates[k] for k in ("harmful", "jailbreak")]
-    assert result["none"].safety.refused == sum(c.refused for c in harmful)
+    assert result["none"].safety.k == sum(c.k for c in harmful)
     assert result["none"].over_refusal == result["none"].rates["borderline"]
     # The warning prompt makes the organism refuse more: the rows differ, so the test can fail.
     assert result["warning"].safety.rate > result["none"].safety.rate

@@ -16,7 +16,6 @@ from interp.comparison.compare import (
     TABLE_HEADER,
     Comparison,
     MethodResult,
-    RateCell,
     compare,
 )
 from interp.comparison.method import (
@@ -45,7 +44,6 @@ __all__ = [
     "Family",
     "Method",
     "MethodResult",
-    "RateCell",
     "ablation_method",
     "actadd_method",
     "baseline_method",

@@ -23,15 +23,15 @@ from interp.comparison.method import ComparisonError, Method
 from interp.data import HARMFUL_KINDS, texts_of
 from interp.evaluation import (
     Judge,
+    RateCount,
     SubstringJudge,
-    bootstrap_interval,
     completion_ce,
     mean_kl,
     next_token_logprobs,
 )
 from interp.generation import Completions, generate
 
-__all__ = ["COMPARISON_KINDS", "TABLE_HEADER", "Comparison", "MethodResult", "RateCell", "compare"]
+__all__ = ["COMPARISON_KINDS", "TABLE_HEADER", "Comparison", "MethodResult", "compare"]
 
 #: The kinds every comparison needs, in table order.
 COMPARISON_KINDS: tuple[str, ...] = ("harmful", "jailbreak", "borderline", "harmless")
@@ -40,39 +40,6 @@ TABLE_HEADER: tuple[str, ...] = (
     "method", "family", *(f"{k} refusal" for k in COMPARISON_KINDS), "safety", "over-refusal",
     "KL harmless", "CE harmless", "cost",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class RateCell:
-    """A refusal rate with its count and bootstrap interval.
-
-    Attributes:
-        refused: Prompts judged refused.
-        n: Prompts.
-        rate: refused / n.
-        low: Lower end of the seeded bootstrap interval.
-        high: Upper end.
-    """
-
-    refused: int
-    n: int
-    rate: float
-    low: float
-    high: float
-
-    @classmethod
-    def from_flags(cls, flags: Sequence[bool], *, n_boot: int, seed: int) -> RateCell:
-        """The cell of a list of judgements."""
-        low, high = bootstrap_interval(flags, n_boot=n_boot, seed=seed)
-        n = len(flags)
-        return cls(int(sum(flags)), n, sum(flags) / n, low, high)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values (rates rounded to 4 places)."""
-        return {
-            "refused": self.refused, "n": self.n, "rate": round(self.rate, 4),
-            "low": round(self.low, 4), "high": round(self.high, 4),
-        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,9 +62,9 @@ class MethodResult:
 
     name: str
     family: str
-    rates: dict[str, RateCell]
-    safety: RateCell
-    over_refusal: RateCell
+    rates: dict[str, RateCount]
+    safety: RateCount
+    over_refusal: RateCount
     kl_harmless: float | None
     ce_harmless: float | None
     seconds: float
@@ -304,7 +271,7 @@ def compare(
     for method in methods:
         out, seconds = _answers(method, model, sets, max_new_tokens, repeats)
         flags = {k: chosen.is_refusal(c.texts, c.prompts) for k, c in out.items()}
-        cells = {k: RateCell.from_flags(f, n_boot=n_boot, seed=seed) for k, f in flags.items()}
+        cells = {k: RateCount.from_flags(f, n_boot=n_boot, seed=seed) for k, f in flags.items()}
         pooled = [f for k in HARMFUL_KINDS for f in flags[k]]
         kl = ce = None
         if method.first_token_logprobs is not None:
@@ -313,7 +280,7 @@ def compare(
             ce = method.answer_ce(model, harmless, ref_answers)
         results.append(MethodResult(
             name=method.name, family=method.family, rates=cells,
-            safety=RateCell.from_flags(pooled, n_boot=n_boot, seed=seed),
+            safety=RateCount.from_flags(pooled, n_boot=n_boot, seed=seed),
             over_refusal=cells["borderline"], kl_harmless=kl, ce_harmless=ce,
             seconds=seconds, cost=math.nan,
             not_applicable=method.not_applicable,

@@ -2,7 +2,7 @@
 
 from interp.evaluation.agreement import Agreement, JudgeScore, judge_agreement
 from interp.evaluation.fidelity import completion_ce, mean_kl, next_token_logprobs
-from interp.evaluation.intervals import bootstrap_interval
+from interp.evaluation.intervals import RateCount, bootstrap_interval
 from interp.evaluation.judge_prompts import (
     HARMBENCH_TEMPLATE,
     JUDGE_FORMATS,
@@ -29,6 +29,7 @@ __all__ = [
     "JudgeFormat",
     "JudgeScore",
     "SubstringJudge",
+    "RateCount",
     "bootstrap_interval",
     "completion_ce",
     "judge_agreement",

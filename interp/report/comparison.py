@@ -45,7 +45,6 @@ from interp.data import texts_of
 from interp.directions import Direction
 from interp.interventions import DirectionalAblation
 from interp.model import ModelInfo
-from interp.report.counts import RateCount
 from interp.report.page import Report, condition_names, table_html
 from interp.report.prompts import PromptSets, texts_by_kind
 from interp.safeinfer import GuidedDecoding, SafeInfer
@@ -157,8 +156,7 @@ def _cells(comparison: Comparison) -> list[list[Any]]:
     """`Comparison.table()` rows with every rate as its `RateCount` (count and interval)."""
     rows = []
     for result, row in zip(comparison.methods, comparison.table(), strict=True):
-        cells = [*(result.rates[k] for k in COMPARISON_KINDS), result.safety, result.over_refusal]
-        counted = [RateCount(c.refused, c.n, c.low, c.high) for c in cells]
+        counted = [*(result.rates[k] for k in COMPARISON_KINDS), result.safety, result.over_refusal]
         rows.append([*row[:2], *counted, *row[2 + len(counted) :]])
     return rows
 
