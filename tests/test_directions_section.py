@@ -1,6 +1,8 @@
 import json
 import math
 
+import pytest
+
 import interp
 from interp.refusal_direction import SelectionConfig
 from interp.report import Report
@@ -65,6 +67,14 @@ def test_section_writes_the_metrics_block(tiny_model_dirs, tmp_path):
     json.dumps({**block, "selection_filters": None}, allow_nan=False)
     heading, body = report.sections[-1]
     assert heading == "Refusal direction" and "Pareto" in body and "<table>" in body
+    # Every rate has its count and interval, and the count reproduces the rate.
+    for cond, per_kind in block["refusal_counts"].items():
+        for kind, count in per_kind.items():
+            assert count["n"] > 0 and count["k"] == round(count["rate"] * count["n"])
+            assert count["rate"] == pytest.approx(block["refusal_rate"][cond][kind], abs=1e-4)
+            low, high = count["interval"]
+            assert low <= count["rate"] <= high
+            assert f"({count['k']}/{count['n']})" in body
     # The tokens used (given by hand here: no coverage), the filters and bootstrap settings,
     # every candidate's pass share, and the check by generation of the top candidates.
     assert block["refusal_tokens_info"]["ids"] == [5, 6]

@@ -48,6 +48,8 @@ class DirectionEvaluation:
         responses: condition -> kind -> the greedy responses.
         actadd_coeff: Coefficient of the `actadd` condition.
         actadd_layer: Layer of the `actadd` condition.
+        refused: condition -> kind -> the judge's verdict on each response (True: refusal),
+            the counts behind `refusal_rate`.
     """
 
     refusal_rate: dict[str, dict[str, float]]
@@ -57,6 +59,7 @@ class DirectionEvaluation:
     responses: dict[str, dict[str, tuple[str, ...]]] = field(repr=False)
     actadd_coeff: float = 1.0
     actadd_layer: int = 0
+    refused: dict[str, dict[str, tuple[bool, ...]]] = field(default_factory=dict, repr=False)
 
 
 def _texts(prompts: Sequence[str] | Any) -> list[str]:
@@ -128,6 +131,7 @@ def evaluate_direction(
     }
     rates: dict[str, dict[str, float]] = {c: {} for c in CONDITIONS}
     responses: dict[str, dict[str, tuple[str, ...]]] = {c: {} for c in CONDITIONS}
+    refused: dict[str, dict[str, tuple[bool, ...]]] = {c: {} for c in CONDITIONS}
     kl: dict[str, float] = {}
     ce: dict[str, float] = {}
     harmless = _texts(prompt_sets["harmless"]) if "harmless" in prompt_sets else []
@@ -147,6 +151,7 @@ def evaluate_direction(
                 flags = chosen.is_refusal(out.texts, out.prompts)
                 rates[condition][kind] = round(sum(flags) / max(len(flags), 1), 4)
                 responses[condition][kind] = out.texts
+                refused[condition][kind] = tuple(bool(f) for f in flags)
                 if condition == "base" and kind == "harmless":
                     base_completions = out.tokens
             if base_logp is not None:
@@ -165,4 +170,5 @@ def evaluate_direction(
         responses=responses,
         actadd_coeff=float(actadd_coeff),
         actadd_layer=int(layer),
+        refused=refused,
     )

@@ -46,8 +46,9 @@ from interp.refusal_direction import (
     verify_by_generation,
 )
 from interp.refusal_direction.tokens import as_refusal_tokens
+from interp.report.counts import count_table, counts_dict
 from interp.report.judged import judged_table_html
-from interp.report.page import Report, table_html
+from interp.report.page import Report, table_html, with_error_bars
 from interp.report.refusal_direction_evidence import (
     candidate_rows,
     check_html,
@@ -94,6 +95,7 @@ def direction_metrics(
         "induce_score": round(selection.induce, 4),
         "kl_ablation": round(selection.kl, 6),
         "refusal_rate": evaluation.refusal_rate,
+        "refusal_counts": counts_dict(count_table(evaluation.refused)),
         "orthogonalized_max_logit_diff_vs_hooks": evaluation.orthogonalized_max_logit_diff_vs_hooks,
         "kl_harmless": {k: round(v, 6) for k, v in evaluation.kl_harmless.items()},
         "ce_harmless": {k: round(v, 4) for k, v in evaluation.ce_harmless.items()},
@@ -175,10 +177,11 @@ def _body(
 ) -> str:
     d = selection.direction
     kinds = list(evaluation.refusal_rate["base"])
+    counts = count_table(evaluation.refused)
     rows = [
         [
             c,
-            *(evaluation.refusal_rate[c][k] for k in kinds),
+            *(counts[c][k] for k in kinds),
             evaluation.kl_harmless.get(c, float("nan")),
             evaluation.ce_harmless.get(c, float("nan")),
         ]
@@ -207,7 +210,7 @@ def _body(
         + f"<p>Max |logit| difference, orthogonalised weights vs. hook ablation: "
         f"{evaluation.orthogonalized_max_logit_diff_vs_hooks:.2e}. ActAdd: "
         f"{evaluation.actadd_coeff:g}&middot;r at layer {evaluation.actadd_layer}.</p>"
-        + report.figure_html(rates_figure(evaluation.refusal_rate))
+        + report.figure_html(with_error_bars(rates_figure(evaluation.refusal_rate), counts))
         + "<h3>Example generations</h3>"
         + _examples(evaluation, test, n)
         + "<h3>The judge's verdicts, by condition</h3>"
