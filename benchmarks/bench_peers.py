@@ -792,7 +792,16 @@ def interp_direction(s: Setting) -> Any:
     table = rd.score_candidates(
         s.model, cands, s.val["harmful"], s.val["harmless"], tokens, batch_size=s.batch_size
     )
-    return rd.select_direction(table).direction
+    # As the report does: relax the KL filter (x2, up to three times) when nothing passes.
+    config = rd.SelectionConfig()
+    for attempt in range(4):
+        try:
+            return rd.select_direction(table, config).direction, config.max_kl
+        except interp.directions.DirectionError:
+            if attempt == 3:
+                raise
+            config = rd.SelectionConfig(max_kl=2 * config.max_kl)
+    raise AssertionError("unreachable")
 
 
 def _removal(model: Any, s: Setting, base_logp: Any, interventions: Sequence[Any]) -> dict:
@@ -824,7 +833,7 @@ def bench_heretic(s: Setting) -> dict[str, dict]:
 
     base_logp = next_token_logprobs(s.model, s.test["harmless"], None, s.batch_size)
     base = _removal(s.model, s, base_logp, [])
-    direction = interp_direction(s)
+    direction, max_kl = interp_direction(s)
     ours = _removal(s.model, s, base_logp, [interp.DirectionalAblation(direction)])
     with tempfile.TemporaryDirectory() as tmp:
         her = run_heretic(s, Path(tmp))
@@ -854,7 +863,11 @@ def bench_heretic(s: Setting) -> dict[str, dict]:
         "base": base,
         "interp": ours,
         "heretic": theirs,
-        "interp_direction": {"layer": direction.layer, "position": direction.position},
+        "interp_direction": {
+            "layer": direction.layer,
+            "position": direction.position,
+            "selection_max_kl": max_kl,
+        },
         "heretic_trial": her["trial"],
         "heretic_run": her["detail"],
         "cosine_same_layer": round(float(cos[direction.layer]), 4),
@@ -967,7 +980,17 @@ def run(models: Sequence[str] | None = None) -> dict[str, dict]:
         results[f"peers/cache_last_resid_all_layers[{tag}]"] = bench_cache(setting, rounds)
         results[f"peers/steered_generation[{tag}]"] = bench_steer(setting, rounds)
         if os.environ.get("BENCH_PEERS_HERETIC", "1") == "1":
-            results |= bench_heretic(setting)
+            try:
+                results |= bench_heretic(setting)
+            except Exception as err:  # noqa: BLE001 - keep the speed entries of the run
+                results[f"peers/refusal_removal_vs_heretic[{tag}]"] = {
+                    "value": 1.0,
+                    "target": 0.0,
+                    "better": "lower",
+                    "contrast": True,
+                    "what": f"not measured: {type(err).__name__}: {str(err)[:300]}",
+                    "correctness": {"heretic": False},
+                }
         print(f"  ({tag}: {time.perf_counter() - start:.0f}s)", file=sys.stderr)
     return results
 
