@@ -8,6 +8,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 VENV ?= .venv
 LATEST_VENV ?= .venv-latest
+PEERS_VENV ?= .venv-peers
 UV_SPEC ?= uv==0.13.9
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -22,7 +23,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo demo-real test test-real test-latest lint typecheck notebooks bench install dev organism lock clean
+.PHONY: demo demo-real test test-real test-latest lint typecheck notebooks bench bench-peers install dev organism lock clean
 
 $(VENV)/.torch:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -101,8 +102,26 @@ typecheck: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) benchmarks/run.py --out benchmarks/results.json
 
+# interp against nnsight, TransformerLens, HF, repeng, steering-vectors and heretic, in a venv of
+# its own: the locked torch and runtime lock first, then each peer of requirements/peers.in on
+# its own (a peer whose dependencies would change a locked package gets --no-deps; what it
+# wanted and any install error are kept in $(PEERS_VENV)/peers-install.json and shown in the
+# results). The project's lock files are never touched. BENCH_PEERS_MODELS=organism,smollm2-
+# 135m-safety adds the real model (slow on CPU). Organism only: about 10 minutes on 2 cores.
+$(PEERS_VENV)/.installed: requirements/runtime.lock requirements/peers.in pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
+	$(PEERS_VENV)/bin/python -m pip install -q -r requirements/runtime.lock
+	$(PEERS_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(PEERS_VENV)/bin/python benchmarks/bench_peers.py install --record $(PEERS_VENV)/peers-install.json
+	touch $@
+
+bench-peers: $(PEERS_VENV)/.installed
+	$(PEERS_VENV)/bin/python benchmarks/run.py -k peers --out benchmarks/results.json
+
 organism: $(VENV)/.installed
 	$(PY) -m interp organism train --out $(MODEL) --seed 0
 
 clean:
-	rm -rf report report-real .pytest_cache .ruff_cache .mypy_cache $(LATEST_VENV)
+	rm -rf report report-real .pytest_cache .ruff_cache .mypy_cache $(LATEST_VENV) $(PEERS_VENV)
