@@ -23,6 +23,8 @@ from threadpoolctl import threadpool_limits
 REPO = Path(__file__).resolve().parents[1]
 ORGANISM = REPO / "assets" / "organism"
 TOL, MAX_ITER = 1e-6, 1000
+#: What both backends are run with (no bootstrap: only the fit is timed).
+SOLVER = {"n_boot": 0, "tol": TOL, "max_iter": MAX_ITER}
 
 
 def synthetic(
@@ -41,12 +43,17 @@ def synthetic(
     return x, y
 
 
+def accuracy_gap(fast, ref) -> float:
+    """Largest per-layer held-out accuracy difference between two probe sweeps."""
+    return float(np.abs(np.array(fast.accuracy) - np.array(ref.accuracy)).max())
+
+
 def compare(
     x: torch.Tensor, y: torch.Tensor, device: str | None = None
 ) -> tuple[float, float, dict]:
     from interp.probes import fit_probes_per_layer
 
-    solver = {"n_boot": 0, "tol": TOL, "max_iter": MAX_ITER}
+    solver = SOLVER
     fit_probes_per_layer(x[:2], y, backend="torch", device=device, **solver)  # warm-up
     start = time.perf_counter()
     fast = fit_probes_per_layer(x, y, backend="torch", device=device, **solver)
@@ -55,7 +62,7 @@ def compare(
         start = time.perf_counter()
         ref = fit_probes_per_layer(x, y, backend="sklearn", **solver)
         t_sk = time.perf_counter() - start
-    gap = float(np.abs(np.array(fast.accuracy) - np.array(ref.accuracy)).max())
+    gap = accuracy_gap(fast, ref)
     return (
         t_sk / t_torch,
         gap,
