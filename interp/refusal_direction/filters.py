@@ -48,9 +48,9 @@ class SelectionConfig:
     def __post_init__(self) -> None:
         check_real(self.max_layer_fraction, "max_layer_fraction", low=0, high=1, low_open=True)
         if self.max_kl != float("inf"):  # inf: no KL filter
-            check_real(self.max_kl, "max_kl (or inf: no KL filter)", low=0)
+            check_real(self.max_kl, "max_kl", low=0)
         if self.min_induce != float("-inf"):  # -inf: no induce filter
-            check_real(self.min_induce, "min_induce (or -inf: no induce filter)")
+            check_real(self.min_induce, "min_induce")
         check_int(self.n_resamples, "n_resamples (0 = no bootstrap)", minimum=0)
         check_int(self.seed, "seed", minimum=0)
         check_real(self.level, "level (e.g. 0.95)", low=0, high=1, low_open=True, high_open=True)
