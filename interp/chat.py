@@ -295,6 +295,33 @@ class ChatBatch:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def select(self, rows: Sequence[int]) -> ChatBatch:
+        """The batch of `rows` only, its left padding cut to the longest of them.
+
+        Equal to encoding those prompts on their own (left padding is shared columns at the
+        start, so dropping the columns every chosen row pads gives the same batch), without
+        rendering or tokenising them again.
+
+        Example:
+            >>> batch.select([2, 0]).texts == (batch.texts[2], batch.texts[0])  # doctest: +SKIP
+            True
+        """
+        index = torch.as_tensor(list(rows), dtype=torch.long)
+        if index.numel() == 0:
+            raise EmptyPromptSetError("select() needs at least one row")
+        width = self.tokens.shape[1]
+        keep = int(self.attention_mask[index].sum(dim=1).max())
+        cut = width - keep
+        n_eoi = self.eoi_positions.shape[1]
+        return ChatBatch(
+            texts=tuple(self.texts[i] for i in index.tolist()),
+            tokens=self.tokens[index, cut:],
+            attention_mask=self.attention_mask[index, cut:],
+            last_index=torch.full((len(index),), keep - 1, dtype=torch.long),
+            eoi_positions=torch.arange(keep - n_eoi, keep).expand(len(index), -1).clone(),
+            user_mask=self.user_mask[index, cut:],
+        )
+
     def to(self, device: str | torch.device | None) -> ChatBatch:
         """The same batch with its tensors on `device` (None keeps them where they are)."""
         if device is None:

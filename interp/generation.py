@@ -187,15 +187,20 @@ def batched(
     exactly), so callers put the rows back by index. `by_length=False` keeps input order
     (for features whose float rounding should not depend on which prompts share a batch).
     """
+    # One rendering and tokenisation of every prompt; each batch is a row selection of it
+    # (`ChatBatch.select`, equal to encoding the batch on its own).
+    if not texts:
+        return
+    everything = encode(model, texts, system)
     if by_length:
-        lengths = [len(encode(model, [t], system).tokens[0]) for t in texts]
+        lengths = everything.attention_mask.sum(dim=1).tolist()
         order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
     else:
         order = list(range(len(texts)))
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc=desc, disable=not progress):
         chunk = order[start : start + batch_size]
-        yield chunk, encode(model, [texts[i] for i in chunk], system)
+        yield chunk, everything.select(chunk)
 
 
 def generate(

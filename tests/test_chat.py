@@ -86,10 +86,23 @@ def test_left_padding_and_mask(loaded):
         assert row[first:].all() and not row[:first].any()
 
 
+@pytest.mark.parametrize("system", [None, "default"])
+@pytest.mark.parametrize("rows", [[1], [0, 2], [2, 1, 0], [1, 1]])
+def test_select_equals_encoding_the_rows_alone(loaded, system, rows):
+    model, _ = loaded
+    alone = encode(model, [PROMPTS[i] for i in rows], system)
+    picked = encode(model, PROMPTS, system).select(rows)
+    assert picked.texts == alone.texts
+    for name in ("tokens", "attention_mask", "last_index", "eoi_positions", "user_mask"):
+        assert torch.equal(getattr(picked, name), getattr(alone, name)), name
+
+
 def test_bad_inputs(loaded):
     model, _ = loaded
     with pytest.raises(EmptyPromptSetError, match="at least one"):
         encode(model, [])
+    with pytest.raises(EmptyPromptSetError, match="at least one row"):
+        encode(model, PROMPTS).select([])
     with pytest.raises(PromptTooLongError, match="context"):
         encode(model, ["word " * 50], max_length=20)
 
