@@ -8,10 +8,12 @@ reported with its error in the entry's `peers` field, never dropped.
 Three comparisons, on the model organism and (with `--models`) `smollm2-135m-safety`:
 
 1. caching the last-token residual of every layer (`resid_pre` of each block and the final
-   norm's output, i.e. HF's `hidden_states`) for 256 prompts in batches of 32: interp
-   (`collect_activations`), nnsight (`trace` + `.save()`), TransformerLens `run_with_cache`
-   with a names filter on the bridge, and HF `output_hidden_states`. Each peer's states are
-   checked against HF's (allclose) before its time counts.
+   norm's output, i.e. HF's `hidden_states`) for 256 prompts in batches of 32, every peer
+   given the same encoded batches: interp (`collect_batch`; `collect_activations`, which also
+   renders and tokenises, is listed beside it), nnsight (`trace` + `.save()`),
+   TransformerLens `run_with_cache` with a names filter on the bridge, and HF
+   `output_hidden_states`. Each peer's states are checked against HF's (allclose) before its
+   time counts.
 2. steered greedy generation: a refusal direction added at the input of one block at every
    position with a fixed coefficient: interp (`ActAdd` + `apply` + `generate`), repeng
    `ControlModel`, steering-vectors and nnsight. Each peer's tokens are checked against
