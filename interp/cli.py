@@ -320,9 +320,10 @@ def _plan(
     chosen by `interp.report.choose_sizes`.
     """
     from interp.report import calibrate, choose_sizes, estimate_seconds, texts_by_kind
+    from interp.report.budget import sample_for_calibration
 
     texts = texts_by_kind(sets)
-    sample = [t for v in texts.values() for t in v[:CALIBRATION_PER_KIND]]
+    sample = sample_for_calibration(texts, CALIBRATION_PER_KIND, REPORT_SEED)
     with report.timed("calibration"):
         calibration = calibrate(model, sample, max_new_tokens=min(16, args.max_new_tokens))
     rate = calibration.seconds_per_unit

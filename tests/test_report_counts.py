@@ -196,9 +196,15 @@ def test_choose_sizes_cuts_prompts_then_answers():
         cost(24, 16), sections, available, rate, max_n_per_kind=200, max_new_tokens=32
     )
     assert (small.n_per_kind, small.max_new_tokens, small.fits) == (24, 16, True)
-    # Nothing fits: the smallest sizes, flagged.
+    # Nothing fits: the floor of prompts per kind with the shortest answers, flagged (fewer
+    # prompts would not fit either, and would leave too few examples to fit anything).
     none = choose_sizes(1e-6, sections, available, rate, max_n_per_kind=200, max_new_tokens=32)
-    assert (none.n_per_kind, none.max_new_tokens, none.fits) == (2, 8, False)
+    assert (none.n_per_kind, none.max_new_tokens, none.fits) == (24, 8, False)
+    # Only below the floor does it fit: it goes there.
+    tiny = choose_sizes(
+        cost(5, 8), sections, available, rate, max_n_per_kind=200, max_new_tokens=32
+    )
+    assert (tiny.n_per_kind, tiny.max_new_tokens, tiny.fits) == (5, 8, True)
     with pytest.raises(BudgetError, match="must be positive"):
         choose_sizes(0, sections, available, rate, max_n_per_kind=9, max_new_tokens=9)
 
@@ -225,3 +231,21 @@ def test_max_minutes_chooses_the_sizes_from_the_calibration(monkeypatch, tmp_pat
 def test_max_minutes_must_be_positive(tmp_path):
     with pytest.raises(SystemExit, match="--max-minutes must be above 0"):
         cli.main(["report", "--out", str(tmp_path), "--max-minutes", "0"])
+
+
+def test_calibration_decodes_each_kind_apart_on_a_random_sample(monkeypatch):
+    from interp.report import budget
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(budget, "generate", lambda model, prompts, **kw: calls.append(prompts))
+    texts = {"short": [f"s{i}" for i in range(20)], "long": [f"l{i}" for i in range(20)]}
+    sample = budget.sample_for_calibration(texts, 8, seed=0)
+    # Seeded, drawn at random (not the first 8), the same twice.
+    assert sample == budget.sample_for_calibration(texts, 8, seed=0)
+    assert sample["short"] != texts["short"][:8] and set(sample["short"]) <= set(texts["short"])
+    calibration = budget.calibrate(None, sample, max_new_tokens=4)  # type: ignore[arg-type]
+    # One warm-up call, then one call per kind: a long kind never pads a short one.
+    assert calls[1:] == [sample["short"], sample["long"]]
+    assert calibration.n_prompts == 16 and calibration.max_new_tokens == 4
+    with pytest.raises(BudgetError, match="at least one prompt"):
+        budget.calibrate(None, {"a": []})  # type: ignore[arg-type]

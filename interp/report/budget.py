@@ -35,6 +35,7 @@ error is visible on every run.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -52,6 +53,7 @@ __all__ = [
     "Calibration",
     "Sizes",
     "calibrate",
+    "sample_for_calibration",
     "choose_sizes",
     "estimate_seconds",
     "remaining_seconds",
@@ -187,7 +189,8 @@ def choose_sizes(
 
     Prompts per kind go down first (from `max_n_per_kind` to `min_n_per_kind`) at the asked
     answer length; then the answers get shorter (`ANSWER_LENGTHS` below `max_new_tokens`);
-    then prompts per kind go below `min_n_per_kind`, down to 2.
+    then prompts per kind go below `min_n_per_kind`, down to 2. When not even that fits,
+    the sizes are `min_n_per_kind` with the shortest answers, and `fits` is False.
 
     Args:
         budget_s: Seconds available for the sections' work.
@@ -222,7 +225,10 @@ def choose_sizes(
         estimate = estimate_seconds(sections, available, n, t, seconds_per_unit)
         if estimate <= budget_s:
             return Sizes(n, t, estimate, True)
-    n, t = tries[-1] if tries else (top, lengths[-1])
+    # Nothing fits: the floor with the shortest answers, flagged. Fewer prompts would not
+    # bring the report within budget and would leave every fitted section below the
+    # minimum number of examples (`interp.MIN_PER_CLASS`), so they buy nothing.
+    n, t = floor, lengths[-1]
     return Sizes(n, t, estimate_seconds(sections, available, n, t, seconds_per_unit), False)
 
 
@@ -255,19 +261,49 @@ class Calibration:
 
 def calibrate(
     model: TransformerBridge,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | Mapping[str, Sequence[str]],
     *,
     max_new_tokens: int = 16,
     batch_size: int = 64,
 ) -> Calibration:
-    """Time greedy decoding of `prompts` (a few of the report's own, no system prompt).
+    """Time greedy decoding of a few of the report's own prompts (no system prompt).
+
+    Given kind -> prompts, each kind is decoded on its own, as the sections decode them: a
+    batch is padded to its longest prompt, so timing short and long kinds (a jailbreak
+    wrapper can be 10x a plain request) in one batch would charge every prompt for the
+    longest. The caller draws the prompts at random from each kind (`sample_for_calibration`):
+    the first few of a set are not a fair sample of its lengths. On smollm2-135m-safety the
+    first 8 per kind in one batch gave 0.0115 s per unit, 8 random ones per kind decoded per
+    kind 0.035-0.040, and the baseline then ran at 0.047 (its safety prompts lengthen every
+    prompt).
 
     A first untimed call on two prompts warms the model up, so that one-off costs
     (allocation, kernel selection) do not enter the rate.
     """
-    if not prompts:
+    groups = (
+        [list(v) for v in prompts.values()] if isinstance(prompts, Mapping) else [list(prompts)]
+    )
+    groups = [g for g in groups if g]
+    if not groups:
         raise BudgetError("calibration needs at least one prompt")
-    generate(model, list(prompts[:2]), max_new_tokens=2, batch_size=batch_size)
+    generate(model, groups[0][:2], max_new_tokens=2, batch_size=batch_size)
     start = time.perf_counter()
-    generate(model, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return Calibration(len(prompts), max_new_tokens, time.perf_counter() - start)
+    for group in groups:
+        generate(model, group, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    n = sum(len(g) for g in groups)
+    return Calibration(n, max_new_tokens, time.perf_counter() - start)
+
+
+def sample_for_calibration(
+    texts: Mapping[str, Sequence[str]], per_kind: int, seed: int = 0
+) -> dict[str, list[str]]:
+    """`per_kind` prompts drawn at random (seeded) from each kind, for `calibrate`.
+
+    Example:
+        >>> sample_for_calibration({"a": ["x", "y", "z"]}, 2)["a"]
+        ['y', 'z']
+    """
+    return {
+        kind: random.Random(seed).sample(list(v), min(per_kind, len(v)))
+        for kind, v in texts.items()
+    }
