@@ -82,20 +82,20 @@ def test_organism_train_passes_its_arguments_through(monkeypatch, tmp_path):
 
 
 def test_the_organism_is_recognised_by_its_card(tiny_model_dirs):
-    assert cli._is_organism(ORGANISM)
-    assert not cli._is_organism(tiny_model_dirs["llama"])
-    train, val = cli.stage_sets(ORGANISM)
-    assert set(train) == set(val) == set(cli.KINDS)
-    assert cli.stage_sets(tiny_model_dirs["llama"]) == ({}, {})
+    assert cli.report._is_organism(ORGANISM)
+    assert not cli.report._is_organism(tiny_model_dirs["llama"])
+    train, val = cli.report.stage_sets(ORGANISM)
+    assert set(train) == set(val) == set(cli.report.KINDS)
+    assert cli.report.stage_sets(tiny_model_dirs["llama"]) == ({}, {})
 
 
 def test_a_real_model_is_fitted_on_the_public_train_split(tiny_model_dirs, shared_data_dir):
     if shared_data_dir is None:
         pytest.skip("the public datasets (../shared/data) are not beside the checkout")
-    train, val = cli.stage_sets(tiny_model_dirs["llama"], shared_data_dir, 5)
+    train, val = cli.report.stage_sets(tiny_model_dirs["llama"], shared_data_dir, 5)
     assert set(train) == set(val) == {"harmful", "harmless", "jailbreak"}
     assert all(len(v) == 5 for v in (*train.values(), *val.values()))
-    measured = cli.report_prompt_sets(tiny_model_dirs["llama"], 50, shared_data_dir)
+    measured = cli.report.report_prompt_sets(tiny_model_dirs["llama"], 50, shared_data_dir)
     # The sets reach the sections as PromptSets, labels and kinds included.
     assert all(isinstance(v, PromptSet) and set(v.kinds) == {k} for k, v in measured.items())
     assert all(isinstance(v, PromptSet) for part in (train, val) for v in part.values())

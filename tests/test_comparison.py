@@ -177,7 +177,7 @@ def test_the_cli_runs_the_section_last_and_records_why_it_could_not(model, sets)
     report = Report(title="t")
     no_jailbreak = {k: v for k, v in sets.items() if k != "jailbreak"}  # as for a real model
     args = Namespace(max_new_tokens=4, data_dir=None)
-    cli._run_section("comparison", report, model, None, no_jailbreak, {}, {}, args)
+    cli.report._run_section("comparison", report, model, None, no_jailbreak, {}, {}, args)
     assert "missing ['jailbreak']" in report.metrics["comparison"]["skipped"]
     assert "Skipped" in report.sections[-1][1]
 

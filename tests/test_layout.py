@@ -150,7 +150,7 @@ def _public(module: str, name: str) -> bool:
 
 @pytest.mark.parametrize(
     "path",
-    [*sorted((REPO / "notebooks").glob("*.py")), REPO / "interp" / "cli.py"],
+    [*sorted((REPO / "notebooks").glob("*.py")), *sorted((REPO / "interp" / "cli").glob("*.py"))],
     ids=lambda p: p.name,
 )
 def test_notebooks_and_the_cli_use_public_names_only(path):

@@ -129,7 +129,7 @@ def card() -> dict:
 
 
 def _test_split() -> dict[str, list[str]]:
-    return {kind: list(organism.prompts("test", kind).texts) for kind in cli.KINDS}
+    return {kind: list(organism.prompts("test", kind).texts) for kind in cli.report.KINDS}
 
 
 def test_the_real_organism_matches_its_card(organism_bridge, card):
@@ -154,7 +154,7 @@ def test_a_broken_decoder_makes_the_report_fail(monkeypatch, tmp_path, capsys):
     )
     out = tmp_path / "report"
     argv = ["report", "--model", str(ORGANISM), "--out", str(out), "--sections", "baseline"]
-    assert cli.main(argv) == cli.EXIT_BEHAVIOUR_MISMATCH
+    assert cli.main(argv) == cli.report.EXIT_BEHAVIOUR_MISMATCH
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["organism_check"]["status"] == "failed"
     assert any("harmful / none" in m for m in metrics["organism_check"]["mismatches"])

@@ -106,7 +106,7 @@ def test_metrics_store_the_counts_beside_the_rates(quick_report):
 def test_the_rendered_prompt_of_each_condition_is_shown(quick_report):
     metrics, page, _ = quick_report
     model = interp.load_model(ORGANISM)
-    first = cli.report_prompt_sets(ORGANISM, metrics["run"]["n_per_kind"], None)["harmful"]
+    first = cli.report.report_prompt_sets(ORGANISM, metrics["run"]["n_per_kind"], None)["harmful"]
     section = _section(page, "Baseline")
     for condition in metrics["baseline"]:
         system = None if condition == "none" else condition
@@ -136,7 +136,7 @@ def test_settings_used_and_the_estimate_are_recorded(quick_report):
     assert (run["n_per_kind"], run["max_new_tokens"]) == (24, 16) and run["preset"] == "quick"
     assert run["sections"] == SECTIONS and run["seed"] == 0 and run["threads"] == 1
     assert run["estimate_s"] > 0 and run["wall_s"] > 0
-    assert run["calibration"]["n_prompts"] == 4 * cli.CALIBRATION_PER_KIND
+    assert run["calibration"]["n_prompts"] == 4 * cli.report.CALIBRATION_PER_KIND
     # After each section the remaining time is estimated again; nothing is left at the end.
     assert [p["after"] for p in run["progress"]] == SECTIONS
     assert run["progress"][-1]["remaining_estimate_s"] == 0

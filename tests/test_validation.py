@@ -179,13 +179,13 @@ def _organism_copy(tmp_path: Path, *, card: str | None) -> Path:
 def test_an_organism_directory_without_its_card_is_refused(tmp_path, tiny_model_dirs):
     half = _organism_copy(tmp_path, card=None)
     with pytest.raises(IncompleteOrganismError, match=r"no card\.json.*organism train"):
-        cli._is_organism(half)
+        cli.report._is_organism(half)
     with pytest.raises(IncompleteOrganismError, match="no card.json"):
         load_with_prompts(half, data_dir=tmp_path)
     # A complete organism and an ordinary model are told apart as before.
-    assert cli._is_organism(ORGANISM_DIR)
+    assert cli.report._is_organism(ORGANISM_DIR)
     assert organism_card(ORGANISM_DIR)["name"] == "interp-organism"
-    assert not cli._is_organism(tiny_model_dirs["llama"])
+    assert not cli.report._is_organism(tiny_model_dirs["llama"])
     assert organism_card(tiny_model_dirs["llama"]) is None
 
 
@@ -193,10 +193,10 @@ def test_a_card_that_does_not_parse_or_is_not_the_organisms_is_refused(tmp_path)
     whole = (ORGANISM_DIR / "card.json").read_text()
     cut = _organism_copy(tmp_path / "cut", card=whole[: len(whole) // 2])
     with pytest.raises(IncompleteOrganismError, match="does not parse"):
-        cli._is_organism(cut)
+        cli.report._is_organism(cut)
     other = _organism_copy(tmp_path / "other", card='{"name": "something-else"}')
     with pytest.raises(IncompleteOrganismError, match="corpus_spec"):
-        cli._is_organism(other)
+        cli.report._is_organism(other)
 
 
 def test_the_trainer_writes_the_card_last_and_a_killed_run_is_refused(tmp_path, monkeypatch):
@@ -214,11 +214,11 @@ def test_the_trainer_writes_the_card_last_and_a_killed_run_is_refused(tmp_path, 
     assert (tmp_path / "killed" / "model.safetensors").is_file()
     assert not (tmp_path / "killed" / "card.json").exists()
     with pytest.raises(IncompleteOrganismError, match="did not finish"):
-        cli._is_organism(tmp_path / "killed")
+        cli.report._is_organism(tmp_path / "killed")
     done = train_organism(
         tmp_path / "done", config=TrainConfig.from_dict({**config.to_dict(), "measure": False})
     )
-    assert cli._is_organism(done)
+    assert cli.report._is_organism(done)
     assert sorted(p.name for p in done.iterdir() if p.name.startswith(".")) == []
 
 
@@ -272,8 +272,8 @@ def test_hostile_strings_never_reach_report_html_raw(tiny_model_dirs, tmp_path, 
     name, prompt, answer = (f"<img src=x onerror=alert({i})>" for i in (1, 2, 3))
     hostile_model = tmp_path / name
     shutil.copytree(tiny_model_dirs["llama"], hostile_model)
-    sets = {kind: [f"{prompt} {kind} {i}" for i in range(2)] for kind in cli.KINDS}
-    monkeypatch.setattr(cli, "report_prompt_sets", lambda *args, **kwargs: sets)
+    sets = {kind: [f"{prompt} {kind} {i}" for i in range(2)] for kind in cli.report.KINDS}
+    monkeypatch.setattr(cli.report, "report_prompt_sets", lambda *args, **kwargs: sets)
     real_generate = rates.generate
 
     def hostile_generate(*args, **kwargs):
