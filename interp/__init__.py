@@ -39,7 +39,7 @@ from interp.chat import SAFETY_PROMPTS, encode, eoi_tokens, render
 from interp.data import PromptSet, load_dataset, load_file
 from interp.directions import Direction, diff_in_means
 from interp.evaluation import SubstringJudge, refusal_rate
-from interp.generation import Completions, generate
+from interp.generation import Completions, generate, reuse_generations
 from interp.interventions import ActAdd, DirectionalAblation, apply, orthogonalize
 from interp.min_samples import MIN_PER_CLASS
 from interp.model import ModelInfo, load_model, model_fingerprint, model_info
@@ -90,6 +90,7 @@ __all__ = [
     "refusal_direction",
     "refusal_rate",
     "render",
+    "reuse_generations",
     "safeinfer",
     "safeswitch",
     "zoo",

@@ -11,13 +11,21 @@ small), yields left-padded batches with the input indices of their rows, and `ge
 `decode_with_states` is `generate` for interventions whose hooks depend on the batch (a soft
 prompt overwrites the positions of a system prompt, which move with left padding); it also
 returns the post-final-norm state at each prompt's last token, read from the prompt pass.
+
+Inside `reuse_generations()`, `generate` decodes each (model, system prompt, prompt, answer
+length) once: a report's sections ask for the same unmodified answers several times (the
+baseline's condition `none` is also the refusal direction's `base` and the comparison's `none`
+method). Only plain calls are reused: no hooks, no logits transform, no intervention applied,
+and the same weights (each parameter's storage and in-place version counter).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -29,7 +37,7 @@ from interp._types import Float, Int
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import Prompts, texts_of
 from interp.errors import EmptyPromptSetError
-from interp.native import Step, forward_session
+from interp.native import Step, forward_session, intervened
 from interp.sites import Site
 
 __all__ = [
@@ -42,6 +50,8 @@ __all__ = [
     "eos_token_ids",
     "generate",
     "greedy_decode",
+    "GenerationReuse",
+    "reuse_generations",
 ]
 
 Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
@@ -94,6 +104,63 @@ class Decoder(Protocol):
     ) -> Completions:
         """Completions of `prompts`, in input order."""
         ...
+
+
+@dataclass
+class GenerationReuse:
+    """The answers `generate` keeps inside `reuse_generations`, and how often it reused them.
+
+    Attributes:
+        hits: Prompts answered from an earlier call.
+        misses: Prompts of plain calls that were decoded (calls with hooks are not counted).
+    """
+
+    hits: int = 0
+    misses: int = 0
+    _answers: weakref.WeakKeyDictionary[TransformerBridge, dict[tuple[Any, ...], list[int]]] = (
+        field(default_factory=weakref.WeakKeyDictionary, repr=False)
+    )
+    _weights: weakref.WeakKeyDictionary[TransformerBridge, tuple[tuple[int, int], ...]] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
+
+    def answers(self, model: TransformerBridge) -> dict[tuple[Any, ...], list[int]]:
+        """The kept answers of `model`, emptied first if its weights changed since."""
+        weights = tuple((p.data_ptr(), p._version) for p in model.parameters())
+        if self._weights.get(model) != weights:
+            self._weights[model] = weights
+            self._answers[model] = {}
+        return self._answers[model]
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON-ready counts."""
+        return {"reused_prompts": self.hits, "decoded_prompts": self.misses}
+
+
+_REUSE: ContextVar[GenerationReuse | None] = ContextVar("interp_generation_reuse", default=None)
+
+
+@contextmanager
+def reuse_generations() -> Iterator[GenerationReuse]:
+    """Within the block, `generate` decodes each plain (model, system, prompt, length) once.
+
+    A call with hooks, a logits transform or an applied intervention decodes as usual; so
+    does any call after the model's weights changed (the kept answers are dropped). Greedy
+    tokens do not depend on which prompts share a batch (left padding is masked), so a
+    reused answer is the one a fresh call would give, up to float rounding of the batch.
+
+    Example:
+        >>> with reuse_generations() as reuse:
+        ...     pass
+        >>> reuse.to_dict()
+        {'reused_prompts': 0, 'decoded_prompts': 0}
+    """
+    reuse = GenerationReuse()
+    token = _REUSE.set(reuse)
+    try:
+        yield reuse
+    finally:
+        _REUSE.reset(token)
 
 
 def eos_token_ids(model: TransformerBridge) -> set[int]:
@@ -243,12 +310,27 @@ def generate(
         raise EmptyPromptSetError("no prompts to generate from; pass at least one prompt")
     eos = eos_token_ids(model)
     results: dict[int, list[int]] = {}
-    for chunk, batch in batched(model, texts, system, batch_size, progress=progress):
+    reuse = _REUSE.get()
+    plain = reuse is not None and not fwd_hooks and logits_fn is None and not intervened(model)
+    kept = reuse.answers(model) if reuse is not None and plain else None
+    todo = list(range(len(texts)))
+    if kept is not None:
+        for i, text in enumerate(texts):
+            if (system, max_new_tokens, text) in kept:
+                results[i] = list(kept[(system, max_new_tokens, text)])
+        todo = [i for i in todo if i not in results]
+        assert reuse is not None
+        reuse.hits += len(texts) - len(todo)
+        reuse.misses += len(todo)
+    pending = [texts[i] for i in todo]
+    for chunk, batch in batched(model, pending, system, batch_size, progress=progress):
         new = greedy_decode(
             model, batch, max_new_tokens=max_new_tokens, fwd_hooks=fwd_hooks, logits_fn=logits_fn
         )
         for row, idx in zip(new.tolist(), chunk, strict=True):
-            results[idx] = cut_at_eos(row, eos)
+            results[todo[idx]] = cut_at_eos(row, eos)
+            if kept is not None:
+                kept[(system, max_new_tokens, pending[idx])] = list(results[todo[idx]])
     return _completions(model, texts, results, system)
 
 

@@ -47,6 +47,8 @@ __all__ = [
     "bridge_kv_cache_ok",
     "cache_argument",
     "forward_session",
+    "intervened",
+    "last_logits",
     "native_supported",
     "registered",
 ]
@@ -94,6 +96,15 @@ def _attached(model: TransformerBridge) -> int:
         points = [m for m in model.modules() if isinstance(m, HookPoint)]
         _HOOK_POINTS[model] = points
     return sum(len(p._forward_hooks) + len(p._forward_pre_hooks) for p in points)
+
+
+def intervened(model: TransformerBridge) -> bool:
+    """Whether anything changes the model's forward now: a bridge hook or an applied intervention.
+
+    Hooks attached to the bridge directly count, and so do interventions installed with
+    `interp.apply`.
+    """
+    return _attached(model) > 0 or bool(_APPLIED.get(model))
 
 
 def _component(model: TransformerBridge, path: str) -> GeneralizedComponent | None:
@@ -274,6 +285,28 @@ def forward_session(
             return out.logits, getattr(out, cache_name)
 
         yield step
+
+
+@torch.no_grad()
+def last_logits(
+    model: TransformerBridge, tokens: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Logits [batch, d_vocab] at the last position of a left-padded batch [batch, pos].
+
+    One forward pass with the applied interventions active (`interp.apply`), on the native
+    path when it can take them: no KV cache is built, and only the last position goes
+    through the unembedding (`logits_to_keep=1`). On SmolLM2-135M the unembedding of every
+    position is about a fifth of a forward pass (a 49,152-token vocabulary against 30 blocks
+    of width 576), and the bridge's wrappers cost 10-30 % more; the scores that read one
+    next-token distribution per prompt (refusal scores, first-token KL) need neither. The
+    bridge path (hooks it cannot place) computes every position and returns the last.
+    """
+    device = model.cfg.device
+    with forward_session(model) as step:
+        logits, _ = step(
+            tokens.to(device), attention_mask.to(device), logits_to_keep=1, use_cache=False
+        )
+    return logits[:, -1]
 
 
 @dataclass(frozen=True)

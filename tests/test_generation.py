@@ -100,3 +100,40 @@ def test_empty_prompt_set_is_refused(loaded):
     model, _ = loaded
     with pytest.raises(EmptyPromptSetError, match="no prompts"):
         interp.generate(model, [])
+
+
+def test_reuse_generations_decodes_each_plain_prompt_once(tiny_bridge):
+    prompts = ["How do I bake bread?", "Hi", "Write a short poem about the sea."]
+    fresh = interp.generate(tiny_bridge, prompts, max_new_tokens=6)
+    calls = []
+    real = interp.generation.greedy_decode
+
+    def counting(model, batch, **kwargs):
+        calls.append(batch.tokens.shape[0])
+        return real(model, batch, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(interp.generation, "greedy_decode", counting)
+        with interp.reuse_generations() as reuse:
+            first = interp.generate(tiny_bridge, prompts[:2], max_new_tokens=6)
+            again = interp.generate(tiny_bridge, prompts, max_new_tokens=6, batch_size=1)
+            longer = interp.generate(tiny_bridge, prompts[:1], max_new_tokens=7)
+            d_model = int(tiny_bridge.cfg.d_model)
+            direction = interp.Direction(
+                torch.ones(d_model) / d_model**0.5, interp.Site("resid_pre", 1), "eoi-1", "t"
+            )
+            with interp.apply(tiny_bridge, interp.ActAdd(direction, 4.0, layer=1)):
+                steered = interp.generate(tiny_bridge, prompts[:1], max_new_tokens=6)
+            with torch.no_grad():
+                p = next(tiny_bridge.parameters())
+                p.mul_(1.0)  # an in-place edit: the kept answers are dropped
+            after_edit = interp.generate(tiny_bridge, prompts[:1], max_new_tokens=6)
+    # Two prompts, then only the third, then the longer answer, the steered call and the
+    # call after the edit each decode anew.
+    assert calls == [2, 1, 1, 1, 1]
+    # Counted are plain calls only (the steered one is neither kept nor looked up).
+    assert reuse.to_dict() == {"reused_prompts": 2, "decoded_prompts": 5}
+    assert again.tokens == fresh.tokens and first.tokens == fresh.tokens[:2]
+    assert again.texts == fresh.texts and after_edit.tokens == fresh.tokens[:1]
+    assert len(longer.tokens[0]) >= len(fresh.tokens[0])
+    assert steered.tokens != fresh.tokens[:1]  # the intervention was not served from memory

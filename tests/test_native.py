@@ -6,7 +6,13 @@ import torch
 import interp
 from interp.chat import encode
 from interp.interventions import ActAdd, DirectionalAblation
-from interp.native import bridge_kv_cache_ok, cache_argument, forward_session, native_supported
+from interp.native import (
+    bridge_kv_cache_ok,
+    cache_argument,
+    forward_session,
+    last_logits,
+    native_supported,
+)
 from interp.sites import Site, boundary, logits_hook_name
 
 PROMPTS = [
@@ -209,3 +215,18 @@ def test_bridge_decoding_equals_native_decoding_token_for_token(tiny_bridge):
         bridge = interp.generate(tiny_bridge, PROMPTS, max_new_tokens=10)
     assert bridge.tokens == native.tokens
     assert all(len(t) > 1 for t in native.tokens)  # several steps, so the cache mattered
+
+
+def test_last_logits_equal_the_bridges_last_position_under_an_intervention(tiny_bridge):
+    d_model = int(tiny_bridge.cfg.d_model)
+    vec = torch.randn(d_model, generator=torch.Generator().manual_seed(2))
+    direction = interp.Direction(vec / vec.norm(), Site("resid_pre", 1), "eoi-1", "test")
+    batch = encode(tiny_bridge, PROMPTS)
+    plain = last_logits(tiny_bridge, batch.tokens, batch.attention_mask)
+    with interp.apply(tiny_bridge, DirectionalAblation(direction)):
+        got = last_logits(tiny_bridge, batch.tokens, batch.attention_mask)
+        with torch.no_grad():
+            full = tiny_bridge(batch.tokens, attention_mask=batch.attention_mask)
+    assert got.shape == (len(PROMPTS), full.shape[-1])
+    torch.testing.assert_close(got, full[:, -1], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got, plain)  # the ablation took effect on the native path

@@ -21,6 +21,7 @@ from interp.refusal_direction import (
     refusal_tokens,
     score_candidates,
     select_direction,
+    selectable_layers,
     sweep_candidates,
     verify_by_generation,
 )
@@ -251,3 +252,30 @@ def test_generation_check_ranks_by_generated_refusal(llama):
     assert check.best.score_rank == 2 and check.rows()[0]["generation_rank"] == 3
     with pytest.raises(ValueError, match="k must be"):
         verify_by_generation(llama, selection, HARMFUL, HARMLESS, k=0)
+
+
+def test_scoring_only_the_selectable_layers_changes_no_score_and_no_choice(organism):
+    cands = diff_in_means(organism, HARMFUL, HARMLESS)
+    config = SelectionConfig(max_kl=math.inf, min_induce=-math.inf, max_layer_fraction=0.5)
+    full = score_candidates(organism, cands, HARMFUL, HARMLESS, [5, 6], min_per_class=1)
+    keep = selectable_layers(organism.cfg.n_layers, config)
+    assert 0 < len(keep) < organism.cfg.n_layers
+    part = score_candidates(
+        organism, cands, HARMFUL, HARMLESS, [5, 6], min_per_class=1, layers=keep
+    )
+    rows = list(keep)
+    for name in ("bypass", "induce", "kl"):
+        # Layer 0's eoi columns are the same tokens' embeddings in both sets: zero, NaN.
+        torch.testing.assert_close(
+            getattr(part, name)[rows], getattr(full, name)[rows], equal_nan=True
+        )
+        assert bool(getattr(full, name)[rows].isfinite().any())
+        assert bool(getattr(part, name)[len(rows) :].isnan().all())
+    a, b = select_direction(full, config), select_direction(part, config)
+    assert (a.direction.layer, a.column) == (b.direction.layer, b.column)
+    assert a.bypass == b.bypass
+    # A filter nothing passes names the unscored layers under the layer filter.
+    strict = SelectionConfig(max_kl=0.0, max_layer_fraction=0.5)
+    n_cut = (organism.cfg.n_layers - len(keep)) * len(cands.columns)
+    with pytest.raises(DirectionError, match=rf"layer: {n_cut}\b"):
+        select_direction(part, strict)

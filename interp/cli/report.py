@@ -403,21 +403,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     report.metrics["run"] = run
     todo = [name for name in SECTIONS if name in args.sections]
     done: dict[str, float] = {}
-    for name in todo:
-        section_start = time.perf_counter()
-        _run_section(name, report, model, info, sets, train, val, args)
-        done[name] = time.perf_counter() - section_start
-        _progress(run, done, todo, sets, args, started)
-        problem = (
-            check_organism_card(report, args.model, sets, args)
-            if (name == "baseline" and _is_organism(args.model))
-            else ""
-        )
-        if problem:  # every later number would be built on a broken model: stop here
-            report.warn(problem)
-            path = _finish(report, run, started, args.out)
-            print(f"error: {problem}\nwrote {path} (baseline only, flagged)", file=sys.stderr)
-            return EXIT_BEHAVIOUR_MISMATCH
+    # The sections ask for the same plain answers more than once (the baseline's `none` is
+    # the refusal direction's `base` and the comparison's `none`): decode each once.
+    with interp.reuse_generations() as reuse:
+        for name in todo:
+            section_start = time.perf_counter()
+            _run_section(name, report, model, info, sets, train, val, args)
+            done[name] = time.perf_counter() - section_start
+            run["generation_reuse"] = reuse.to_dict()
+            _progress(run, done, todo, sets, args, started)
+            problem = (
+                check_organism_card(report, args.model, sets, args)
+                if (name == "baseline" and _is_organism(args.model))
+                else ""
+            )
+            if problem:  # every later number would be built on a broken model: stop here
+                report.warn(problem)
+                path = _finish(report, run, started, args.out)
+                print(f"error: {problem}\nwrote {path} (baseline only, flagged)", file=sys.stderr)
+                return EXIT_BEHAVIOUR_MISMATCH
     path = _finish(report, run, started, args.out)
     print(f"wrote {path} and {Path(args.out) / 'metrics.json'}")
     timings = report.metrics.get("timings", {})

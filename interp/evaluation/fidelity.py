@@ -20,6 +20,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from interp._types import Float
 from interp.activations import batches
 from interp.chat import encode
+from interp.native import last_logits
 
 __all__ = ["completion_ce", "mean_kl", "next_token_logprobs"]
 
@@ -31,8 +32,7 @@ def next_token_logprobs(
     """Float64 log-probabilities [n, d_vocab] of the first answer token of each prompt."""
     parts = []
     for _, batch in batches(model, list(texts), system, batch_size):
-        batch = batch.to(model.cfg.device)
-        logits = model(batch.tokens, attention_mask=batch.attention_mask)[:, -1]
+        logits = last_logits(model, batch.tokens, batch.attention_mask)
         parts.append(torch.log_softmax(logits.double(), -1).cpu())
     return torch.cat(parts)
 

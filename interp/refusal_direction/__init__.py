@@ -54,6 +54,7 @@ from interp.refusal_direction.selection import (
     refusal_score,
     score_candidates,
     select_direction,
+    selectable_layers,
 )
 from interp.refusal_direction.stability import Stability, bootstrap_stability
 from interp.refusal_direction.sweep import SiteAdd, SweepCandidates, sweep_candidates
@@ -95,6 +96,7 @@ __all__ = [
     "score_heatmaps",
     "select_cosmic",
     "select_direction",
+    "selectable_layers",
     "sweep_candidates",
     "verify_by_generation",
 ]

@@ -22,6 +22,7 @@ from interp.chat import encode
 from interp.directions import Direction
 from interp.generation import generate
 from interp.interventions import ActAdd, DirectionalAblation, Intervention, apply
+from interp.native import last_logits
 from interp.refusal_direction.plots import projection_figure
 from interp.refusal_direction.selection import ScoreTable, Selection, refusal_score
 from interp.sites import Site
@@ -114,8 +115,7 @@ def _measure(
     projection = torch.stack([acts[s.label][0, 0] @ unit for s in sites])
     if not tokens:
         return math.nan, projection
-    dev = batch.to(model.cfg.device)
-    logits = model(dev.tokens, attention_mask=dev.attention_mask)[:, -1]
+    logits = last_logits(model, batch.tokens, batch.attention_mask)
     return float(refusal_score(logits.cpu(), tokens)[0]), projection
 
 

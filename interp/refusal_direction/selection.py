@@ -38,6 +38,7 @@ from interp.data.promptset import texts_of
 from interp.directions import Candidates, Direction, DirectionError
 from interp.interventions import DirectionalAblation, apply
 from interp.min_samples import MIN_PER_CLASS, require_per_class
+from interp.native import last_logits
 from interp.refusal_direction.filters import (
     CandidateGrid,
     SelectionConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "refusal_score",
     "score_candidates",
     "select_direction",
+    "selectable_layers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,9 +85,7 @@ def refusal_score(
 def _last_logits(
     model: TransformerBridge, batch: ChatBatch
 ) -> Float[torch.Tensor, "batch d_vocab"]:
-    batch = batch.to(model.cfg.device)
-    logits = model(batch.tokens, attention_mask=batch.attention_mask)
-    return logits[:, -1].double().cpu()
+    return last_logits(model, batch.tokens, batch.attention_mask).double().cpu()
 
 
 def _kl(
@@ -185,11 +185,13 @@ def score_candidates(
     batch_size: int = 32,
     progress: bool = False,
     min_per_class: int = MIN_PER_CLASS,
+    layers: Sequence[int] | None = None,
 ) -> ScoreTable:
     """Bypass, induce and KL scores of every candidate on validation prompts.
 
-    Only single forward passes are used (no generation): 3 per candidate and batch. The
-    scores are kept per prompt too, for the bootstrap of `select_direction`.
+    Only single forward passes are used (no generation): 3 per candidate and batch, each
+    computing the last position's logits only (`interp.native.last_logits`). The scores are
+    kept per prompt too, for the bootstrap of `select_direction`.
 
     Args:
         model: The bridge the candidates come from.
@@ -201,6 +203,10 @@ def score_candidates(
         batch_size: Prompts per forward pass.
         progress: Show a progress bar over candidates.
         min_per_class: Validation prompts required of each kind (`interp.MIN_PER_CLASS`).
+        layers: Score only the candidates of these layers; the others keep NaN scores and
+            are never selected. None scores every layer, as the reference does before its
+            layer filter. `selectable_layers(n_layers, config)` is the set the filter keeps:
+            passing it gives the same selection at 80 % of the cost (the report does).
 
     Returns:
         The full score table.
@@ -226,7 +232,9 @@ def score_candidates(
     pp_bypass = torch.full((*shape, len(harm_texts)), math.nan, dtype=torch.float64)
     pp_induce = torch.full((*shape, len(safe_texts)), math.nan, dtype=torch.float64)
     pp_kl = pp_induce.clone()
-    cells = [(i, j) for i in range(shape[0]) for j in range(shape[1])]
+    wanted = None if layers is None else set(layers)
+    rows = [i for i, layer in enumerate(candidates.layers) if wanted is None or layer in wanted]
+    cells = [(i, j) for i in rows for j in range(shape[1])]
     for i, j in tqdm(cells, desc="score candidates", disable=not progress):
         vec = candidates.vectors[i, j]
         if not bool(torch.isfinite(vec).all()) or float(vec.norm()) <= 1e-12:
@@ -334,6 +342,16 @@ def _operation(tokens: RefusalTokens | None, ids: tuple[int, ...]) -> str:
     )
 
 
+def selectable_layers(n_layers: int, config: SelectionConfig | None = None) -> tuple[int, ...]:
+    """The layers whose candidates can pass the layer filter: `0 .. layer_cut - 1`.
+
+    >>> selectable_layers(6)
+    (0, 1, 2, 3)
+    """
+    config = config or SelectionConfig()
+    return tuple(range(layer_cut(n_layers, config.max_layer_fraction)))
+
+
 def select_direction(table: ScoreTable, config: SelectionConfig | None = None) -> Selection:
     """Pick the candidate with the lowest bypass score among those passing the filters.
 
@@ -350,8 +368,14 @@ def select_direction(table: ScoreTable, config: SelectionConfig | None = None) -
     if not bool(kept.any()):
         # Count only real candidates per filter; a zero mean difference (NaN scores) is no
         # candidate at all and is listed apart.
-        counts = ", ".join(f"{k}: {int((finite & ~v).sum())}" for k, v in checks.items())
-        n_real, n_zero = int(finite.sum()), int((~finite).sum())
+        # Candidates beyond the layer cut may not have been scored (`layers=`): they count
+        # for the layer filter whatever their scores.
+        beyond = ~checks["layer"]
+        removed = {k: finite & ~v for k, v in checks.items()}
+        removed["layer"] = beyond
+        counts = ", ".join(f"{k}: {int(v.sum())}" for k, v in removed.items())
+        n_real = int((finite | beyond).sum())
+        n_zero = int((~finite & ~beyond).sum())
         raise DirectionError(
             f"no candidate passes the filters (of {n_real} candidates, removed by {counts}; "
             f"{n_zero} more had a zero mean difference); relax SelectionConfig (max_kl, "

@@ -36,12 +36,14 @@ from interp.refusal_direction import (
     Selection,
     SelectionConfig,
     evaluate_direction,
+    layer_cut,
     pareto_figure,
     rates_figure,
     refusal_tokens,
     score_candidates,
     score_heatmaps,
     select_direction,
+    selectable_layers,
     sweep_candidates,
     verify_by_generation,
 )
@@ -145,6 +147,23 @@ def _examples(evaluation: DirectionEvaluation, test: Mapping[str, Prompts], n: i
     return "".join(parts)
 
 
+def _unscored(selection: Selection) -> str:
+    """A note on the layers left unscored because the layer filter removes them anyway."""
+    table = selection.table
+    cut = layer_cut(max(table.layers) + 1, selection.config.max_layer_fraction)
+    skipped = [
+        layer
+        for i, layer in enumerate(table.layers)
+        if layer >= cut and bool(table.bypass[i].isnan().all())
+    ]
+    if not skipped:
+        return ""
+    return (
+        f" (layers {min(skipped)}&ndash;{max(skipped)} are not scored: the layer filter "
+        "removes them, so their scores could not change the selection)"
+    )
+
+
 def _select(table: ScoreTable, config: SelectionConfig) -> Selection:
     """`select_direction`, relaxing the KL filter (x2, up to three times) when nothing passes.
 
@@ -193,7 +212,8 @@ def _body(
         f"<p>Difference-in-means candidates at {', '.join(streams)} of every layer and the "
         f"positions {', '.join(html.escape(c) for c in selection.table.columns[:8])}"
         f"{' ...' if len(selection.table.columns) > 8 else ''}, "
-        f"scored on validation prompts with single forward passes. Selected: layer {d.layer}, "
+        f"scored on validation prompts with single forward passes"
+        f"{_unscored(selection)}. Selected: layer {d.layer}, "
         f"{d.site.stream}, position {html.escape(d.position)} (bypass {selection.bypass:.3f}, "
         f"induce {selection.induce:.3f}, KL {selection.kl:.4f}); filters: KL &le; "
         f"{selection.config.max_kl}, induce &gt; {selection.config.min_induce}, layer &lt; "
@@ -242,7 +262,8 @@ def add_refusal_direction(
             `system`, `stream` (`resid_pre`) or `sites` (streams to sweep, e.g.
             `("resid_pre", "resid_mid", "resid_post")`), `positions` (`("eoi",)`; also
             `last`, `mean_eoi`, `mean_user`), `selection` (`SelectionConfig`: filters and
-            bootstrap), `actadd_coeff` (1.0), `refusal_tokens` (ids; derived from the model's
+            bootstrap), `score_all_layers` (False: layers the layer filter removes are
+            not scored), `actadd_coeff` (1.0), `refusal_tokens` (ids; derived from the model's
             refusals by default), `token_coverage` (0.99) and `max_refusal_tokens` (8) for
             that derivation, `generation_check_k` (5 top candidates checked by generation; 0
             turns the check off), `max_new_tokens` (32), `batch_size` (32), `n_examples`
@@ -299,6 +320,7 @@ def _measure(
             system=system,
             batch_size=batch_size,
         )
+        config = options.get("selection") or SelectionConfig()
         table = score_candidates(
             model,
             candidates,
@@ -308,8 +330,11 @@ def _measure(
             system=system,
             batch_size=batch_size,
             min_per_class=minimum,
+            layers=None
+            if options.get("score_all_layers")
+            else selectable_layers(model.cfg.n_layers, config),
         )
-        selection = _select(table, options.get("selection") or SelectionConfig())
+        selection = _select(table, config)
     k = int(options.get("generation_check_k", 5))
     check = None
     if k > 0:
