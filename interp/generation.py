@@ -37,7 +37,7 @@ from interp._types import Float, Int
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import Prompts, texts_of
 from interp.errors import EmptyPromptSetError
-from interp.native import Step, forward_session, intervened
+from interp.native import Step, forward_session, intervened, prefill
 from interp.sites import Site
 
 __all__ = [
@@ -212,7 +212,11 @@ def greedy_decode(
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     out: list[torch.Tensor] = []
     with (session or forward_session)(model, fwd_hooks) as forward:
-        logits, kv = forward(ids, mask, logits_to_keep=1)
+        if session is None:
+            # The rows' shared template prefix runs once (`interp.native.prefill`).
+            logits, kv, mask = prefill(model, forward, ids, mask, fwd_hooks)
+        else:
+            logits, kv = forward(ids, mask, logits_to_keep=1)
         for step in range(max_new_tokens):
             last = logits[:, -1].float()
             if logits_fn is not None:

@@ -137,3 +137,59 @@ def test_reuse_generations_decodes_each_plain_prompt_once(tiny_bridge):
     assert again.texts == fresh.texts and after_edit.tokens == fresh.tokens[:1]
     assert len(longer.tokens[0]) >= len(fresh.tokens[0])
     assert steered.tokens != fresh.tokens[:1]  # the intervention was not served from memory
+
+
+SYSTEM = "You are a careful assistant. Answer briefly and politely, in plain words."
+
+
+def test_a_shared_prefix_runs_once_and_changes_no_token(loaded, tiny_model_dir, monkeypatch):
+    """The rows' common template prefix runs once (`interp.native.prefill`): same greedy
+    tokens as HF `generate` on each prompt alone, and as the full pass; same last logits."""
+    from interp import native
+
+    model, _ = loaded
+    batch = encode(model, PROMPTS, SYSTEM)
+    p = native.shared_prefix(batch.tokens, batch.attention_mask)
+    assert p >= native.MIN_SHARED_PREFIX  # the system prompt is shared: the path is taken
+    with native.forward_session(model) as step:
+        _, _, mask = native.prefill(model, step, batch.tokens, batch.attention_mask)
+    assert mask is not batch.attention_mask and mask[:, :p].all()
+
+    shared = interp.generate(model, PROMPTS, system=SYSTEM, max_new_tokens=6)
+    shared_logits = native.last_logits(model, batch.tokens, batch.attention_mask)
+    direction = interp.Direction(
+        torch.ones(int(model.cfg.d_model)), Site("resid_pre", 1), "eoi-1", "test"
+    )
+    with interp.apply(model, interp.DirectionalAblation(direction)):
+        ablated = native.last_logits(model, batch.tokens, batch.attention_mask)
+    # ActAdd at chosen positions depends on the pass's width: never split.
+    with interp.apply(model, interp.ActAdd(direction, 1.0, layer=1, positions=(-1,))):
+        with native.forward_session(model) as step:
+            _, _, kept = native.prefill(model, step, batch.tokens, batch.attention_mask)
+        assert kept is batch.attention_mask
+
+    monkeypatch.setattr(native, "MIN_SHARED_PREFIX", 10**9)
+    full = interp.generate(model, PROMPTS, system=SYSTEM, max_new_tokens=6)
+    full_logits = native.last_logits(model, batch.tokens, batch.attention_mask)
+    with interp.apply(model, interp.DirectionalAblation(direction)):
+        full_ablated = native.last_logits(model, batch.tokens, batch.attention_mask)
+    assert shared.tokens == full.tokens
+    torch.testing.assert_close(shared_logits, full_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ablated, full_ablated, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(ablated, shared_logits)
+
+    hf = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager").eval()
+    eos = eos_token_ids(model)
+    for i, prompt in enumerate(PROMPTS):
+        single = encode(model, [prompt], SYSTEM)
+        with torch.no_grad():
+            ref = hf.generate(
+                single.tokens,
+                attention_mask=single.attention_mask,
+                max_new_tokens=6,
+                do_sample=False,
+                eos_token_id=sorted(eos),
+                pad_token_id=model.tokenizer.pad_token_id,
+            )[0, single.tokens.shape[1] :].tolist()
+        ref = ref[: next((k for k, t in enumerate(ref) if t in eos), len(ref))]
+        assert list(shared.tokens[i]) == ref

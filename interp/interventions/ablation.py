@@ -24,6 +24,7 @@ from interp.directions import Direction, check_vector
 from interp.errors import EmptyPromptSetError
 from interp.interventions.actadd import InterventionError
 from interp.interventions.apply import Hook
+from interp.native import per_token
 from interp.sites import Site
 
 __all__ = [
@@ -89,7 +90,7 @@ def _ablation_fn(unit: Float[torch.Tensor, " d_model"], offset: float = 0.0) -> 
         # `r` is float32 for half-precision x: cast the sum back to x's dtype.
         return (project_out(x, r) + offset * r).to(x.dtype)
 
-    return hook
+    return per_token(hook)
 
 
 def _check_offsets(offsets: Mapping[str, float]) -> dict[str, float]:

@@ -15,6 +15,7 @@ from interp._types import Float
 from interp.directions import Direction, check_vector
 from interp.errors import InterpError, SiteError
 from interp.interventions.apply import Hook
+from interp.native import per_token
 from interp.sites import Site
 
 __all__ = ["ActAdd", "InterventionError"]
@@ -48,7 +49,9 @@ def _add_fn(vector: torch.Tensor, positions: tuple[int, ...] | None) -> Callable
         out[:, list(positions)] += v
         return out
 
-    return hook
+    # At every position it acts on each token alone; at chosen positions it depends on the
+    # pass's width, so a shared prefix (`interp.native.prefill`) must not be split off.
+    return per_token(hook) if positions is None else hook
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,6 +26,7 @@ from interp.directions import Candidates, Direction, diff_in_means
 from interp.errors import SiteError
 from interp.interventions import ActAdd, Intervention
 from interp.interventions.apply import Hook
+from interp.native import per_token
 from interp.sites import Site
 
 __all__ = [
@@ -182,7 +183,7 @@ def _add_fn(vector: torch.Tensor) -> Callable[..., Any]:
             v = converted[key] = vector.to(x.device, x.dtype)
         return x + v
 
-    return hook
+    return per_token(hook)
 
 
 @dataclass(frozen=True, eq=False)
