@@ -348,6 +348,7 @@ def prefill(
     *,
     logits_to_keep: int = 1,
     use_cache: bool = True,
+    horizon: int = 0,
 ) -> tuple[torch.Tensor, Any, torch.Tensor]:
     """The prompt pass of a left-padded batch, sharing the rows' common prefix where it can.
 
@@ -359,16 +360,22 @@ def prefill(
     repeated for every row, and the rest of each row runs after it. The cache then holds
     [prefix | padding | rest]; the returned mask (over prefix, padding and rest) masks the
     padding, and position ids count real tokens only, so each row sees what a full pass
-    would show it. Results equal the full pass up to float rounding (tested).
+    would show it. Results equal the full pass up to float rounding (tested). A model with a
+    sliding window shorter than the batch plus `horizon` (the tokens still to be decoded)
+    takes the full pass.
 
     Returns:
         (logits of the last `logits_to_keep` positions, the KV cache, the attention mask to
         extend at the next decoding step).
     """
     p = shared_prefix(tokens, attention_mask)
+    window = getattr(model.original_model.config, "sliding_window", None)
     share = (
         p >= MIN_SHARED_PREFIX
         and logits_to_keep == 1
+        # A sliding window counts cache slots, padding included: with the padding moved
+        # between prefix and rest, it would drop prefix tokens a full pass keeps.
+        and (window is None or int(window) > tokens.shape[1] + horizon)
         and _per_token(model, hooks)
         and native_supported(model, hooks)
     )

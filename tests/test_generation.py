@@ -150,10 +150,17 @@ def test_a_shared_prefix_runs_once_and_changes_no_token(loaded, tiny_model_dir, 
     model, _ = loaded
     batch = encode(model, PROMPTS, SYSTEM)
     p = native.shared_prefix(batch.tokens, batch.attention_mask)
-    assert p >= native.MIN_SHARED_PREFIX  # the system prompt is shared: the path is taken
+    assert p >= native.MIN_SHARED_PREFIX  # the system prompt is shared
+    # A sliding window (tiny Gemma 2: 64) shorter than the batch plus the answer keeps the
+    # full pass: it counts cache slots, and the shared layout moves the padding.
+    window = getattr(model.original_model.config, "sliding_window", None)
+    width = batch.tokens.shape[1]
     with native.forward_session(model) as step:
-        _, _, mask = native.prefill(model, step, batch.tokens, batch.attention_mask)
-    assert mask is not batch.attention_mask and mask[:, :p].all()
+        _, _, mask = native.prefill(model, step, batch.tokens, batch.attention_mask, horizon=6)
+    if window is not None and window <= width + 6:
+        assert mask is batch.attention_mask
+    else:
+        assert mask is not batch.attention_mask and mask[:, :p].all()
 
     shared = interp.generate(model, PROMPTS, system=SYSTEM, max_new_tokens=6)
     shared_logits = native.last_logits(model, batch.tokens, batch.attention_mask)
@@ -193,3 +200,34 @@ def test_a_shared_prefix_runs_once_and_changes_no_token(loaded, tiny_model_dir, 
             )[0, single.tokens.shape[1] :].tolist()
         ref = ref[: next((k for k, t in enumerate(ref) if t in eos), len(ref))]
         assert list(shared.tokens[i]) == ref
+
+
+def test_length_groups_is_the_cheapest_split_and_respects_the_batch_size():
+    import itertools
+    import random
+
+    from interp.generation import length_groups
+
+    def cost(sizes, lengths, overhead):
+        total, start = 0, 0
+        for size in sizes:
+            total += size * lengths[start + size - 1] + overhead
+            start += size
+        return total
+
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = sorted(rng.choice([rng.randint(5, 40), rng.randint(100, 500)]) for _ in range(7))
+        batch_size, overhead = rng.randint(1, 7), rng.choice([0, 64, 512])
+        got = length_groups(lengths, batch_size, overhead)
+        assert sum(got) == len(lengths) and max(got) <= batch_size
+        best = min(
+            cost(sizes, lengths, overhead)
+            for k in range(1, len(lengths) + 1)
+            for sizes in itertools.product(range(1, batch_size + 1), repeat=k)
+            if sum(sizes) == len(lengths)
+        )
+        assert cost(got, lengths, overhead) == best
+    # The jailbreak case: a few long wrappers get batches of their own.
+    assert length_groups([53] * 20 + [470] * 4, 64) == [20, 4]
+    assert length_groups([40] * 24, 64) == [24]
