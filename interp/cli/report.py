@@ -232,6 +232,12 @@ def _run_section(
         report.skip(name, name, str(err))
 
 
+#: Fewest training prompts per kind a real model's fitting sections get (more with a larger
+#: --n-per-kind): twice `interp.MIN_PER_CLASS` and a little, so that a model refusing 75 % of
+#: harmful requests still gives 20 refusals and 20 compliant answers to learn from.
+FIT_PER_KIND = 48
+
+
 #: Prompts per kind the calibration times (from the measured sets, no system prompt).
 CALIBRATION_PER_KIND = 8
 
@@ -254,23 +260,25 @@ def _plan(
     chosen by `interp.report.choose_sizes`.
     """
     from interp.report import calibrate, choose_sizes, estimate_seconds, texts_by_kind
-    from interp.report.budget import sample_for_calibration
+    from interp.report.budget import ModelShape, sample_for_calibration
 
     texts = texts_by_kind(sets)
     sample = sample_for_calibration(texts, CALIBRATION_PER_KIND, REPORT_SEED)
     with report.timed("calibration"):
         calibration = calibrate(model, sample, max_new_tokens=min(16, args.max_new_tokens))
     rate = calibration.seconds_per_unit
+    shape = ModelShape.of(model)
     available = {kind: len(v) for kind, v in texts.items()}
     plan: dict[str, Any] = {
         "calibration": calibration.to_dict(),
         "cost_model": "interp.report.budget",
+        "model_shape": shape.to_dict(),
     }
     if args.max_minutes is not None:
         budget = args.max_minutes * 60 - elapsed - calibration.seconds
         sizes = choose_sizes(
             max(budget, 1e-3), args.sections, available, rate,
-            max_n_per_kind=args.n_per_kind, max_new_tokens=args.max_new_tokens,
+            max_n_per_kind=args.n_per_kind, max_new_tokens=args.max_new_tokens, shape=shape,
         )  # fmt: skip
         args.n_per_kind, args.max_new_tokens = sizes.n_per_kind, sizes.max_new_tokens
         plan["budget"] = {"max_minutes": args.max_minutes, "sections_s": round(budget, 1),
@@ -282,7 +290,7 @@ def _plan(
                 f"{sizes.estimate_s:.0f} s of work; the report will run over its budget"
             )
     estimate = estimate_seconds(
-        args.sections, available, args.n_per_kind, args.max_new_tokens, rate
+        args.sections, available, args.n_per_kind, args.max_new_tokens, rate, shape
     )
     plan["estimate_s"] = round(elapsed + calibration.seconds + estimate, 1)
     message = (
@@ -304,12 +312,13 @@ def _progress(
     started: float,
 ) -> None:
     """After a section: the remaining time, re-estimated from how the sections so far went."""
-    from interp.report.budget import remaining_seconds
+    from interp.report.budget import ModelShape, remaining_seconds
 
     left = [s for s in todo if s not in done]
+    shape = ModelShape(**{k: v for k, v in run["model_shape"].items() if k != "n_candidates"})
     remaining = remaining_seconds(
         done, left, sum(len(v) for v in sets.values()), args.max_new_tokens,
-        run["calibration"]["seconds_per_unit"],
+        run["calibration"]["seconds_per_unit"], shape,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     run.setdefault("progress", []).append(
@@ -388,12 +397,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     plan = _plan(args, report, model, sets, time.perf_counter() - started)
     with report.timed("prompts"):
         sets = report_prompt_sets(args.model, args.n_per_kind, args.data_dir, REPORT_SEED)
-        train, val = stage_sets(args.model, args.data_dir, args.n_per_kind)
+        # Fitting needs enough of each class whatever the measured sizes: at 24 train
+        # prompts per kind smollm2-135m-safety gave 17 refusals, below interp.MIN_PER_CLASS.
+        train, _ = stage_sets(args.model, args.data_dir, max(args.n_per_kind, FIT_PER_KIND))
+        _, val = stage_sets(args.model, args.data_dir, args.n_per_kind)
     run: dict[str, Any] = {
         "threads": threads,
         "sections": list(args.sections),
         "n_per_kind": args.n_per_kind,
         "n_measured": {kind: len(v) for kind, v in sets.items()},
+        "n_fit": {
+            "train": {kind: len(v) for kind, v in train.items()},
+            "val": {kind: len(v) for kind, v in val.items()},
+        },
         "max_new_tokens": args.max_new_tokens,
         "seed": REPORT_SEED,
         "preset": "quick" if args.quick else None,

@@ -43,14 +43,18 @@ from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp.chat import eoi_tokens
 from interp.errors import BudgetError
 from interp.generation import generate
+from interp.refusal_direction.filters import layer_cut
 
 __all__ = [
     "ANSWER_LENGTHS",
     "MIN_N_PER_KIND",
+    "ORGANISM_SHAPE",
     "QUICK",
     "Calibration",
+    "ModelShape",
     "Sizes",
     "calibrate",
     "sample_for_calibration",
@@ -69,13 +73,59 @@ MIN_N_PER_KIND = 24
 QUICK: dict[str, int] = {"n_per_kind": 24, "max_new_tokens": 16}
 
 
-def section_units(section: str, n_prompts: int, max_new_tokens: int) -> int:
+@dataclass(frozen=True)
+class ModelShape:
+    """What the fitting sections' work grows with, besides the prompts.
+
+    Attributes:
+        n_layers: Blocks (probes are fitted per layer).
+        n_positions: Candidate positions of the refusal direction (the template's eoi
+            tokens).
+        max_layer_fraction: The refusal direction's layer cut (`SelectionConfig`): layers
+            at or above `int(fraction * n_layers)` are not scored.
+    """
+
+    n_layers: int
+    n_positions: int
+    max_layer_fraction: float = 0.8
+
+    @property
+    def n_candidates(self) -> int:
+        """Refusal-direction candidates scored: the layers below the cut x the positions."""
+        return layer_cut(self.n_layers, self.max_layer_fraction) * self.n_positions
+
+    @classmethod
+    def of(cls, model: TransformerBridge) -> ModelShape:
+        """The shape of a loaded model."""
+        return cls(int(model.cfg.n_layers), len(eoi_tokens(model)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        return {**asdict(self), "n_candidates": self.n_candidates}
+
+
+#: The organism's shape (6 layers, 5 eoi tokens): the default where no model is given.
+ORGANISM_SHAPE = ModelShape(6, 5)
+
+# The constants (units of one decoded prompt-token) fitted below the module docstring's table.
+PROBES_PER_PROMPT_LAYER = 16
+RD_FIXED = 20480
+RD_PER_PROMPT_CANDIDATE = 0
+SAFESWITCH_FIXED = 6144
+DRO_FIXED = 20480
+COMPARISON_FIXED = 8192
+
+
+def section_units(
+    section: str, n_prompts: int, max_new_tokens: int, shape: ModelShape = ORGANISM_SHAPE
+) -> int:
     """Decoded prompt-tokens of one section (the table in the module docstring).
 
     Args:
         section: A report section name.
         n_prompts: Measured prompts, summed over kinds (`N`).
         max_new_tokens: Answer length (`T`).
+        shape: The model's layers and candidate positions (`ModelShape.of(model)`).
 
     Returns:
         The section's cost in units of one decoded prompt-token.
@@ -90,11 +140,13 @@ def section_units(section: str, n_prompts: int, max_new_tokens: int) -> int:
     n, t = n_prompts, max_new_tokens
     units = {
         "baseline": 6 * n * t,
-        "probes": 4 * n * (min(16, t) + 24),
-        "refusal_direction": 2 * n * t + 20480,
-        "safeswitch": 2 * n * t + 6144,
-        "dro": 30 * n + 20480,
-        "comparison": 9 * n * t + 8192,
+        "probes": 4 * n * min(16, t) + PROBES_PER_PROMPT_LAYER * n * shape.n_layers,
+        "refusal_direction": 2 * n * t
+        + RD_FIXED
+        + RD_PER_PROMPT_CANDIDATE * n * shape.n_candidates,
+        "safeswitch": 2 * n * t + SAFESWITCH_FIXED,
+        "dro": 30 * n + DRO_FIXED,
+        "comparison": 9 * n * t + COMPARISON_FIXED,
     }
     if section not in units:
         raise BudgetError(f"no cost model for section {section!r}; known: {sorted(units)}")
@@ -111,6 +163,7 @@ def estimate_seconds(
     n_per_kind: int,
     max_new_tokens: int,
     seconds_per_unit: float,
+    shape: ModelShape = ORGANISM_SHAPE,
 ) -> float:
     """The estimated wall time of the sections' work (model loading not included).
 
@@ -120,13 +173,14 @@ def estimate_seconds(
         n_per_kind: Prompts per kind asked for.
         max_new_tokens: Answer length.
         seconds_per_unit: Calibrated seconds per decoded prompt-token (`calibrate`).
+        shape: The model's shape (`ModelShape.of(model)`).
 
     Example:
         >>> estimate_seconds(["baseline"], {"a": 5, "b": 20}, 10, 32, 0.001)
         2.88
     """
     n = _n_prompts(available, n_per_kind)
-    return sum(section_units(s, n, max_new_tokens) for s in sections) * seconds_per_unit
+    return sum(section_units(s, n, max_new_tokens, shape) for s in sections) * seconds_per_unit
 
 
 def remaining_seconds(
@@ -135,6 +189,7 @@ def remaining_seconds(
     n_prompts: int,
     max_new_tokens: int,
     seconds_per_unit: float,
+    shape: ModelShape = ORGANISM_SHAPE,
 ) -> float:
     """The time the sections in `todo` should take, rescaled by how the done ones went.
 
@@ -147,9 +202,11 @@ def remaining_seconds(
         >>> round(remaining_seconds({"baseline": 1.2}, ["dro"], 10, 10, 0.001), 3)
         41.56
     """
-    predicted = sum(section_units(s, n_prompts, max_new_tokens) for s in done) * seconds_per_unit
+    predicted = seconds_per_unit * sum(
+        section_units(s, n_prompts, max_new_tokens, shape) for s in done
+    )
     scale = sum(done.values()) / predicted if predicted > 0 and done else 1.0
-    rest = sum(section_units(s, n_prompts, max_new_tokens) for s in todo) * seconds_per_unit
+    rest = seconds_per_unit * sum(section_units(s, n_prompts, max_new_tokens, shape) for s in todo)
     return rest * scale
 
 
@@ -184,6 +241,7 @@ def choose_sizes(
     max_n_per_kind: int,
     max_new_tokens: int,
     min_n_per_kind: int = MIN_N_PER_KIND,
+    shape: ModelShape = ORGANISM_SHAPE,
 ) -> Sizes:
     """The largest sizes whose estimated time fits `budget_s`.
 
@@ -200,6 +258,7 @@ def choose_sizes(
         max_n_per_kind: Most prompts per kind (`--n-per-kind`).
         max_new_tokens: Longest answer (`--max-new-tokens`).
         min_n_per_kind: Prompts per kind kept before answers are shortened.
+        shape: The model's shape (`ModelShape.of(model)`).
 
     Raises:
         BudgetError: `budget_s` or `seconds_per_unit` is not positive.
@@ -222,14 +281,14 @@ def choose_sizes(
     tries += [(floor, t) for t in lengths[1:]]
     tries += [(n, lengths[-1]) for n in range(floor - 1, 1, -1)]
     for n, t in tries:
-        estimate = estimate_seconds(sections, available, n, t, seconds_per_unit)
+        estimate = estimate_seconds(sections, available, n, t, seconds_per_unit, shape)
         if estimate <= budget_s:
             return Sizes(n, t, estimate, True)
     # Nothing fits: the floor with the shortest answers, flagged. Fewer prompts would not
     # bring the report within budget and would leave every fitted section below the
     # minimum number of examples (`interp.MIN_PER_CLASS`), so they buy nothing.
     n, t = floor, lengths[-1]
-    return Sizes(n, t, estimate_seconds(sections, available, n, t, seconds_per_unit), False)
+    return Sizes(n, t, estimate_seconds(sections, available, n, t, seconds_per_unit, shape), False)
 
 
 @dataclass(frozen=True)
