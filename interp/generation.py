@@ -37,7 +37,7 @@ from interp._types import Float, Int
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import Prompts, texts_of
 from interp.errors import EmptyPromptSetError
-from interp.native import Step, forward_session, intervened, prefill
+from interp.native import Step, forward_session, intervened, per_token, prefill
 from interp.sites import Site
 
 __all__ = [
@@ -380,14 +380,20 @@ def generate(
     return _completions(model, texts, results, system)
 
 
-def _prompt_state_hook(store: dict[str, torch.Tensor], width: int) -> Callable[..., Any]:
-    """A hook keeping the last position of the prompt pass (width `width`) in `store["f"]`."""
+def _prompt_state_hook(store: dict[str, torch.Tensor], n_rows: int) -> Callable[..., Any]:
+    """A hook keeping the last position of the prompt pass in `store["f"]`.
+
+    The prompt pass is the first call over all `n_rows` rows: the whole prompt, or, when
+    `interp.native.prefill` runs a shared prefix first (one row), the rest of each prompt.
+    Either way its last position is the prompt's last token; later (decoding) calls are
+    ignored. The hook changes nothing, so it may join a shared-prefix pass (`per_token`).
+    """
 
     def grab(x: torch.Tensor, hook: Any) -> None:  # noqa: ARG001 - TransformerLens signature
-        if x.shape[1] == width:
+        if "f" not in store and x.shape[0] == n_rows:
             store["f"] = x[:, -1].detach().to("cpu", torch.float32)
 
-    return grab
+    return per_token(grab)
 
 
 def decode_with_states(
@@ -415,7 +421,7 @@ def decode_with_states(
     for chunk, batch in batched(model, texts, system, batch_size):
         batch = batch.to(model.cfg.device)
         got: dict[str, torch.Tensor] = {}
-        grab = _prompt_state_hook(got, batch.tokens.shape[1])
+        grab = _prompt_state_hook(got, batch.tokens.shape[0])
         hooks = [*(hooks_for(batch) if hooks_for else []), (_FINAL.hook_name, grab)]
         new = greedy_decode(
             model, batch, max_new_tokens=max_new_tokens, fwd_hooks=hooks, logits_fn=logits_fn

@@ -29,7 +29,7 @@ import os
 
 MODEL = os.environ.get("INTERP_MODEL", "organism")
 DATA_DIR = os.environ.get("INTERP_DATA", "../../shared/data")
-N_PER_KIND = 64  # prompts per kind and split on a real model
+N_PER_KIND = 32  # prompts per kind and split on a real model
 
 # %%
 import tempfile
@@ -42,6 +42,7 @@ from interp.directions import Direction, diff_in_means
 from interp.interventions import ActAdd, DirectionalAblation, apply, orthogonalize, save_hf
 from interp.organism import load_with_prompts
 from interp.refusal_direction import (
+    SelectionConfig,
     evaluate_direction,
     explore,
     explorer_widget,
@@ -51,6 +52,7 @@ from interp.refusal_direction import (
     score_candidates,
     score_heatmaps,
     select_direction,
+    selectable_layers,
 )
 
 # The organism's own splits, or (any other model) the public train / val / held-out ones.
@@ -83,10 +85,18 @@ candidates.columns, candidates.norms()
 # much ablation moves next-token distributions on harmless prompts.
 
 # %%
+# Only the layers the selection's layer filter keeps are scored (`selectable_layers`): the
+# others cannot be selected, and on a 30-layer model they are a fifth of the work.
+config = SelectionConfig()
 table = score_candidates(
-    model, candidates, prompts("val", "harmful"), prompts("val", "harmless"), tokens
+    model,
+    candidates,
+    prompts("val", "harmful"),
+    prompts("val", "harmless"),
+    tokens,
+    layers=selectable_layers(info.n_layers, config),
 )
-selection = select_direction(table)
+selection = select_direction(table, config)
 direction = selection.direction
 print(
     f"layer {direction.layer}, {direction.position}: bypass {selection.bypass:.2f}, "

@@ -209,3 +209,27 @@ def test_the_fitted_method_adapters_reduce_to_their_prompt_when_they_do_nothing(
     assert got["never"].kl_harmless == pytest.approx(got[switch.system].kl_harmless, abs=1e-9)
     assert got["never"].ce_harmless == pytest.approx(got[switch.system].ce_harmless, abs=1e-9)
     assert got["always"].kl_harmless > got["never"].kl_harmless
+
+
+def test_actadd_of_a_swept_direction_is_added_where_it_was_taken(model, sets):
+    """A `resid_mid` direction (a site sweep) is steered at `resid_mid`, as the Refusal
+    direction section's ActAdd condition does; a `resid_pre` one at its block input."""
+    from interp.comparison import actadd_method
+    from interp.interventions import ActAdd, apply
+    from interp.refusal_direction import SiteAdd
+
+    harmful = organism.prompts("train", "harmful").texts[:16]
+    harmless = organism.prompts("train", "harmless").texts[:16]
+    mid = diff_in_means(model, harmful, harmless, stream="resid_mid").direction(1, "eoi-1")
+    pre = diff_in_means(model, harmful, harmless).direction(1, "eoi-1")
+    prompts = sets["harmless"][:4]
+    for direction, reference in ((mid, SiteAdd(mid, 4.0)), (pre, ActAdd(pre, 4.0, 1))):
+        got = actadd_method(direction, 4.0).generate(model, prompts, 8)
+        with apply(model, reference):
+            want = generate(model, prompts, max_new_tokens=8)
+        assert got.tokens == want.tokens
+    plain = generate(model, prompts, max_new_tokens=8)
+    with apply(model, ActAdd(mid, 4.0, 1)):  # the block input of the same layer differs
+        elsewhere = generate(model, prompts, max_new_tokens=8)
+    assert actadd_method(mid, 4.0).generate(model, prompts, 8).tokens != elsewhere.tokens
+    assert elsewhere.tokens != plain.tokens

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM
 import interp
 from interp.chat import encode
 from interp.errors import EmptyPromptSetError
-from interp.generation import eos_token_ids, greedy_decode
+from interp.generation import decode_with_states, eos_token_ids, greedy_decode
 from interp.native import native_supported
 from interp.sites import Site
 
@@ -163,6 +163,7 @@ def test_a_shared_prefix_runs_once_and_changes_no_token(loaded, tiny_model_dir, 
         assert mask is not batch.attention_mask and mask[:, :p].all()
 
     shared = interp.generate(model, PROMPTS, system=SYSTEM, max_new_tokens=6)
+    with_states, shared_states = decode_with_states(model, PROMPTS, SYSTEM, max_new_tokens=6)
     shared_logits = native.last_logits(model, batch.tokens, batch.attention_mask)
     direction = interp.Direction(
         torch.ones(int(model.cfg.d_model)), Site("resid_pre", 1), "eoi-1", "test"
@@ -177,10 +178,13 @@ def test_a_shared_prefix_runs_once_and_changes_no_token(loaded, tiny_model_dir, 
 
     monkeypatch.setattr(native, "MIN_SHARED_PREFIX", 10**9)
     full = interp.generate(model, PROMPTS, system=SYSTEM, max_new_tokens=6)
+    _, full_states = decode_with_states(model, PROMPTS, SYSTEM, max_new_tokens=6)
     full_logits = native.last_logits(model, batch.tokens, batch.attention_mask)
     with interp.apply(model, interp.DirectionalAblation(direction)):
         full_ablated = native.last_logits(model, batch.tokens, batch.attention_mask)
-    assert shared.tokens == full.tokens
+    assert shared.tokens == full.tokens and with_states.tokens == full.tokens
+    # The prompt's final state is read from the rest of each prompt after a shared prefix.
+    torch.testing.assert_close(shared_states, full_states, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(shared_logits, full_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ablated, full_ablated, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(ablated, shared_logits)

@@ -18,6 +18,7 @@ from interp.refusal_direction import (
     SweepCandidates,
     bootstrap_stability,
     count_refusal_tokens,
+    layer_cut,
     refusal_tokens,
     score_candidates,
     select_direction,
@@ -279,3 +280,31 @@ def test_scoring_only_the_selectable_layers_changes_no_score_and_no_choice(organ
     n_cut = (organism.cfg.n_layers - len(keep)) * len(cands.columns)
     with pytest.raises(DirectionError, match=rf"layer: {n_cut}\b"):
         select_direction(part, strict)
+
+
+def test_the_report_drops_the_induce_filter_last_and_says_so(organism_selection):
+    """When no candidate induces refusal (a small real model's case), the report's selection
+    relaxes KL first, then drops the induce filter, and returns a note for the warnings."""
+    from dataclasses import replace
+
+    from interp.report.refusal_direction import _select
+
+    table = organism_selection["table"]
+    config = SelectionConfig()
+    same, notes = _select(table, config)
+    assert notes == [] and same.config == config  # nothing to relax on the organism
+    no_induce = replace(
+        table,
+        induce=-table.induce.abs() - 1.0,
+        per_prompt_induce=-table.per_prompt_induce.abs() - 1.0,
+    )
+    with pytest.raises(DirectionError, match="induce"):
+        select_direction(no_induce, config)
+    chosen, notes = _select(no_induce, config)
+    assert chosen.config.min_induce == -math.inf and chosen.config.max_kl == config.max_kl
+    assert len(notes) == 1 and "without the induce filter" in notes[0]
+    # Without the induce filter the lowest bypass among KL-passing candidates wins.
+    kl_ok = table.kl <= config.max_kl
+    kl_ok[list(range(layer_cut(6), 6))] = False
+    best = torch.where(kl_ok, table.bypass, torch.full_like(table.bypass, math.inf)).min()
+    assert chosen.bypass == float(best)

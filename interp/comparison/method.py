@@ -34,6 +34,7 @@ from interp.errors import InterpError
 from interp.evaluation import completion_ce, next_token_logprobs
 from interp.generation import Completions, generate
 from interp.interventions import ActAdd, DirectionalAblation, Intervention, apply
+from interp.refusal_direction.sweep import add_at_site
 from interp.safeswitch import SafeSwitch, fires
 
 __all__ = [
@@ -163,8 +164,13 @@ def actadd_method(
     name: str = "actadd",
     batch_size: int = 32,
 ) -> Method:
-    """Steering: `coeff` times the refusal direction added at `layer` (its own by default)."""
-    act = ActAdd(direction, coeff, direction.layer if layer is None else layer)
+    """Steering: `coeff` times the refusal direction added at `layer`'s block input.
+
+    With `layer=None` it is added where the direction was taken (`add_at_site`: the block
+    input for a `resid_pre` direction, its own stream for a `resid_mid` / `resid_post` one),
+    as the refusal-direction section's ActAdd condition does.
+    """
+    act = add_at_site(direction, coeff) if layer is None else ActAdd(direction, coeff, layer)
     return intervention_method(name, "steering", [act], batch_size=batch_size)
 
 

@@ -79,9 +79,8 @@ def fitted_methods(report: Report, *, batch_size: int = 64) -> tuple[list[Method
     if found is not None:
         direction = found["direction"]
         methods.append(ablation_method(direction, batch_size=batch_size))
-        methods.append(actadd_method(
-            direction, found["actadd_coeff"], found["actadd_layer"], batch_size=batch_size
-        ))  # fmt: skip
+        # Added where the direction was taken, as in the Refusal direction section.
+        methods.append(actadd_method(direction, found["actadd_coeff"], batch_size=batch_size))
     if "safeswitch" in report.fitted:
         methods.append(safeswitch_method(report.fitted["safeswitch"], batch_size=batch_size))
     if "dro" in report.fitted:
@@ -161,6 +160,12 @@ def _cells(comparison: Comparison) -> list[list[Any]]:
     return rows
 
 
+def _actadd_site(direction: Direction) -> str:
+    """Where ActAdd adds the direction: its own site (`add_at_site`)."""
+    site = direction.site
+    return f"resid_pre.{site.layer}" if site.stream == "resid_pre" else site.label
+
+
 def direction_caption(report: Report) -> str:
     """Which refusal direction the methods built on it use: site, position, how selected."""
     found = report.fitted.get("refusal_direction")
@@ -171,8 +176,9 @@ def direction_caption(report: Report) -> str:
         "<p>Refusal direction used by ablation, ActAdd, SafeInfer and CAST: the Refusal "
         f"direction section's, {html.escape(direction.site.label)} (layer {direction.layer}) "
         f"at position <code>{html.escape(direction.position)}</code>, "
-        f"{html.escape(direction.operation)}; ActAdd and CAST add it at layer "
-        f"{found['actadd_layer']} with coefficient {found['actadd_coeff']:.3g}.</p>"
+        f"{html.escape(direction.operation)}; ActAdd adds it at "
+        f"{html.escape(_actadd_site(direction))} and CAST at resid_pre.{found['actadd_layer']}, "
+        f"with coefficient {found['actadd_coeff']:.3g}.</p>"
     )
 
 

@@ -164,25 +164,44 @@ def _unscored(selection: Selection) -> str:
     )
 
 
-def _select(table: ScoreTable, config: SelectionConfig) -> Selection:
-    """`select_direction`, relaxing the KL filter (x2, up to three times) when nothing passes.
+def _select(table: ScoreTable, config: SelectionConfig) -> tuple[Selection, list[str]]:
+    """`select_direction`, relaxing the filters step by step when nothing passes.
 
-    A report should still show the score table and the best available trade-off; the body
-    states the filters that were actually used, so a relaxation is visible.
+    First the KL limit doubles, up to three times; if still nothing passes, the induce filter
+    is dropped and the KL ladder starts again (a small model's diff-in-means vector, added
+    at coefficient 1, may not make harmless prompts refuse at the first token, while
+    ablating it still removes refusals). A report should still show the score table and the
+    best available trade-off: the body states the filters actually used, and each relaxation
+    is returned as a note for the page's warnings.
+
+    Raises:
+        DirectionError: Nothing passes even the loosest filters (KL 8x, no induce filter).
     """
-    for attempt in range(4):
+    notes: list[str] = []
+    ladder = [replace(config, max_kl=config.max_kl * 2**k) for k in range(4)]
+    ladder += [replace(c, min_induce=float("-inf")) for c in ladder]
+    for step, tried in enumerate(ladder):
         try:
-            return select_direction(table, config)
-        except DirectionError:
-            if attempt == 3:
+            selection = select_direction(table, tried)
+        except DirectionError as err:
+            if step == len(ladder) - 1:
                 raise
-            relaxed = replace(config, max_kl=2 * config.max_kl)
-            logger.warning(
-                "no refusal-direction candidate passes max_kl=%g; relaxing to %g",
-                config.max_kl,
-                relaxed.max_kl,
+            last = err
+            continue
+        if step:
+            notes.append(
+                f"no candidate passed the filters (KL <= {config.max_kl:g}, induce > "
+                f"{config.min_induce:g}): {last}. Selected with KL <= {tried.max_kl:g}"
+                + (
+                    " and without the induce filter (no candidate that passes the KL limit "
+                    "makes harmless prompts refuse at the first token when added at "
+                    "coefficient 1)"
+                    if tried.min_induce == float("-inf")
+                    else ""
+                )
             )
-            config = relaxed
+            logger.warning("refusal direction: %s", notes[-1])
+        return selection, notes
     raise AssertionError("unreachable")
 
 
@@ -334,7 +353,9 @@ def _measure(
             if options.get("score_all_layers")
             else selectable_layers(model.cfg.n_layers, config),
         )
-        selection = _select(table, config)
+        selection, notes = _select(table, config)
+        for note in notes:
+            report.warn(f"refusal direction: {note}")
     k = int(options.get("generation_check_k", 5))
     check = None
     if k > 0:
