@@ -149,11 +149,24 @@ def test_settings_used_and_the_estimate_are_recorded(quick_report):
 
 
 def test_section_units_follow_the_documented_cost_model():
+    from interp.report import budget
+
     assert section_units("baseline", 100, 32) == 6 * 100 * 32
-    assert section_units("probes", 100, 32) == 4 * 100 * (16 + 24)
-    assert section_units("probes", 100, 8) == 4 * 100 * (8 + 24)
-    assert section_units("safeswitch", 0, 32) == 6144
-    assert section_units("dro", 10, 99) == 300 + 20480
+    organism = budget.ORGANISM_SHAPE
+    per_layer = budget.PROBES_PER_PROMPT_LAYER
+    assert section_units("probes", 100, 32) == 4 * 100 * 16 + per_layer * 100 * 6
+    assert section_units("probes", 100, 8) == 4 * 100 * 8 + per_layer * 100 * 6
+    assert section_units("safeswitch", 0, 32) == budget.SAFESWITCH_FIXED
+    assert section_units("dro", 10, 99) == 300 + budget.DRO_FIXED
+    # The refusal direction's scoring grows with the candidates: layers below the cut x eoi
+    # positions (the organism: 4 x 5; SmolLM2-135M: 24 x 6).
+    smollm2 = budget.ModelShape(30, 6)
+    assert (organism.n_candidates, smollm2.n_candidates) == (20, 144)
+    grow = section_units("refusal_direction", 96, 16, smollm2) - section_units(
+        "refusal_direction", 96, 16, organism
+    )
+    assert grow == budget.RD_PER_PROMPT_CANDIDATE * 96 * (144 - 20) > 0
+    assert section_units("probes", 96, 16, smollm2) > section_units("probes", 96, 16)
     with pytest.raises(BudgetError, match="no cost model for section 'probez'"):
         section_units("probez", 1, 1)
     # Kinds contribute at most n_per_kind each.

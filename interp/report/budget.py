@@ -3,15 +3,16 @@
 The report's time is spent decoding. `calibrate` times one greedy batch of the report's own
 prompts on the model (seconds per decoded prompt-token); the cost model counts the
 prompt-tokens each section decodes, `section_units`, from the number of measured prompts `N`
-(summed over kinds) and the answer length `T`:
+(summed over kinds), the answer length `T`, the model's layers `L` and its scored
+refusal-direction candidates `C` (`ModelShape`):
 
 =================  =====================================  ===================================
 section            units                                  what it decodes
 =================  =====================================  ===================================
 baseline           6 N T                                  6 conditions x every prompt
-probes             4 N (min(16, T) + 24)                  4 conditions, 16-token labels, plus
+probes             4 N min(16, T) + 16 N L                4 conditions, 16-token labels, plus
                                                           activations, probes and the prober
-refusal_direction  2 N T + 20480                         4 modes x every prompt (many stop
+refusal_direction  2 N T + 16640 + 2 N C                 4 modes x every prompt (many stop
                                                           early), plus the candidate scoring
                                                           on its own sets
 safeswitch         2 N T + 6144                           base + warning + head (+ flagged),
@@ -107,10 +108,12 @@ class ModelShape:
 #: The organism's shape (6 layers, 5 eoi tokens): the default where no model is given.
 ORGANISM_SHAPE = ModelShape(6, 5)
 
-# The constants (units of one decoded prompt-token) fitted below the module docstring's table.
+# The constants, in units of one decoded prompt-token. RD_PER_PROMPT_CANDIDATE: smollm2-135m-
+# safety's candidate scoring (144 candidates, N = 96) took 448 s at 0.016 s per unit, about 2
+# units per prompt and candidate; RD_FIXED keeps the organism's total where it was.
 PROBES_PER_PROMPT_LAYER = 16
-RD_FIXED = 20480
-RD_PER_PROMPT_CANDIDATE = 0
+RD_FIXED = 16640
+RD_PER_PROMPT_CANDIDATE = 2
 SAFESWITCH_FIXED = 6144
 DRO_FIXED = 20480
 COMPARISON_FIXED = 8192

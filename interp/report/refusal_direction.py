@@ -178,6 +178,7 @@ def _select(table: ScoreTable, config: SelectionConfig) -> tuple[Selection, list
         DirectionError: Nothing passes even the loosest filters (KL 8x, no induce filter).
     """
     notes: list[str] = []
+    first: DirectionError | None = None
     ladder = [replace(config, max_kl=config.max_kl * 2**k) for k in range(4)]
     ladder += [replace(c, min_induce=float("-inf")) for c in ladder]
     for step, tried in enumerate(ladder):
@@ -186,12 +187,12 @@ def _select(table: ScoreTable, config: SelectionConfig) -> tuple[Selection, list
         except DirectionError as err:
             if step == len(ladder) - 1:
                 raise
-            last = err
+            first = first if step else err
             continue
         if step:
             notes.append(
                 f"no candidate passed the filters (KL <= {config.max_kl:g}, induce > "
-                f"{config.min_induce:g}): {last}. Selected with KL <= {tried.max_kl:g}"
+                f"{config.min_induce:g}): {first}. Selected with KL <= {tried.max_kl:g}"
                 + (
                     " and without the induce filter (no candidate that passes the KL limit "
                     "makes harmless prompts refuse at the first token when added at "
