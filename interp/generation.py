@@ -50,6 +50,7 @@ __all__ = [
     "eos_token_ids",
     "generate",
     "greedy_decode",
+    "input_order",
     "length_groups",
     "GenerationReuse",
     "reuse_generations",
@@ -314,6 +315,21 @@ def batched(
     for start, size in tqdm(list(zip(starts, sizes, strict=True)), desc=desc, disable=not progress):
         chunk = order[start : start + size]
         yield chunk, everything.select(chunk)
+
+
+def input_order(order: Sequence[int]) -> Int[torch.Tensor, " n"]:
+    """The index that puts rows produced in `order` back in input order.
+
+    `order` is the input indices of the `batched` chunks, concatenated;
+    ``produced[input_order(order)][i]`` is input row i.
+
+    Example:
+        >>> input_order([2, 0, 1]).tolist()
+        [1, 2, 0]
+    """
+    back = torch.empty(len(order), dtype=torch.long)
+    back[torch.tensor(list(order), dtype=torch.long)] = torch.arange(len(order))
+    return back
 
 
 def generate(

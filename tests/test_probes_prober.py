@@ -77,6 +77,19 @@ def test_prober_features_from_tiny_model(tmp_path):
     assert len(data.complied) == 3 and set(data.complied) <= {0, 1}
 
 
+def test_prober_features_rows_come_back_in_input_order(llama):
+    # Long and short prompts interleaved: length grouping reorders them into batches; each
+    # row must be the prompt's own features, as decoded alone.
+    prompts = ["Hi", "Tell me a long story about " + "a dragon and a knight, " * 12, "Why?",
+               "Explain, step by step and at length, " + "how tides work, " * 10, "Ok"]  # fmt: skip
+    data = prober_features(llama, prompts, n_decode=2, max_new_tokens=4, batch_size=2)
+    for i, text in enumerate(prompts):
+        alone = prober_features(llama, [text], n_decode=2, max_new_tokens=4, batch_size=1)
+        assert torch.allclose(data.stage1[i], alone.stage1[0], atol=1e-4)
+        assert torch.allclose(data.stage2[i], alone.stage2[0], atol=1e-4)
+        assert data.responses[i] == alone.responses[0]
+
+
 @pytest.mark.parametrize("kind", ["seed1", "lora"])
 def test_prober_is_refused_by_a_lookalike_model_unless_allowed(
     tiny_model_dirs, lookalike_dirs, kind, tmp_path, caplog

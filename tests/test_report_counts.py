@@ -122,6 +122,13 @@ def test_the_prober_is_fitted_once_and_shared(quick_report):
     assert prober["n_train"]["harmful queries"] == 128
     assert prober["n_eval"] == metrics["run"]["n_measured"]
     assert "fitted once in this report" in _section(page, "Probes and maps")
+    # Its accuracies carry their counts: k correct of every scored prompt, shown as cells.
+    n_eval = sum(prober["n_eval"].values())
+    for stage in (1, 2):
+        block = prober["accuracy_counts"][f"stage{stage}"]
+        assert block["n"] == n_eval
+        assert block["k"] / block["n"] == pytest.approx(prober[f"stage{stage}_accuracy"], abs=1e-4)
+        assert f"({block['k']}/{n_eval})" in _section(page, "Probes and maps")
 
 
 def test_figures_name_their_refusal_direction(quick_report):

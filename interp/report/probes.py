@@ -160,8 +160,13 @@ def _prober_metrics(
     flat = [t for v in texts.values() for t in v]
     harmful = [int(kind in HARMFUL_KINDS) for kind, v in texts.items() for _ in v]
     feats = prober_features(model, flat, system=shared.system, max_new_tokens=16)
+    hit1, hit2 = shared.prober.hits(feats, harmful)
     return {
         **shared.prober.evaluate(feats, harmful),
+        "accuracy_counts": {
+            f"stage{i}": RateCount.from_flags(hit.tolist(), seed=seed).to_dict()
+            for i, hit in ((1, hit1), (2, hit2))
+        },
         "n_train": shared.counts,
         "n_eval": {kind: len(v) for kind, v in texts.items()},
         "min_per_class": minimum,
@@ -179,6 +184,12 @@ def _refusal_table(
         },
         seed=seed,
     )
+
+
+def _cell(block: dict[str, Any]) -> str:
+    """A `RateCount.to_dict` block as its table cell."""
+    low, high = block["interval"] or (float("nan"), float("nan"))
+    return RateCount(block["k"], block["n"], low, high).cell()
 
 
 def _refusal_counts(data: ConditionData) -> dict[str, int]:
@@ -334,8 +345,8 @@ def add_probes(
             "<p>The SafeSwitch prober (fitted once in this report and shared with the "
             f"SafeSwitch section; trained on {html.escape(str(prober['n_train']))}), scored "
             f"on {html.escape(str(prober['n_eval']))}: stage 1 (harmful?) accuracy "
-            f"{prober['stage1_accuracy']:.3f}, stage 2 (will comply?) accuracy "
-            f"{prober['stage2_accuracy']:.3f}, flag F1 {prober['flag_f1']:.3f}.</p>"
+            f"{_cell(prober['accuracy_counts']['stage1'])}, stage 2 (will comply?) accuracy "
+            f"{_cell(prober['accuracy_counts']['stage2'])}, flag F1 {prober['flag_f1']:.3f}.</p>"
         )
     if shifts:
         body += f"<p>{_SHIFT_AXIS.format(layer=layer)}</p>" + report.figure_html(

@@ -22,11 +22,12 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp._artifact import Artifact, ModelIdentity, Saved
+from interp._types import Bool
 from interp.chat import ChatBatch
 from interp.data.promptset import texts_of
 from interp.errors import ArtifactMismatchError, NotFittedError, ThresholdError
 from interp.evaluation import Judge, SubstringJudge
-from interp.generation import batched, cut_at_eos, eos_token_ids, greedy_decode
+from interp.generation import batched, cut_at_eos, eos_token_ids, greedy_decode, input_order
 from interp.probes import as_tensor, check_inputs
 from interp.sites import Site
 
@@ -115,20 +116,24 @@ def prober_features(
     s1: list[torch.Tensor] = []
     s2: list[torch.Tensor] = []
     answers: list[str] = []
-    chunks = batched(
-        model, texts, system, batch_size, progress=progress, desc="prober features", by_length=False
-    )
-    for _, batch in chunks:
+    order: list[int] = []
+    # Batches grouped by length (`batched`): a 470-token jailbreak wrapper would otherwise pad
+    # every short request of its batch; the rows are put back in input order below.
+    chunks = batched(model, texts, system, batch_size, progress=progress, desc="prober features")
+    for rows_in, batch in chunks:
         a, b, rows = _decode_batch(model, batch, n_decode, max_new_tokens)
         s1.append(a)
         s2.append(b)
+        order.extend(rows_in)
         answers.extend(
             model.tokenizer.decode(cut_at_eos(row, eos), skip_special_tokens=True) for row in rows
         )
+    back = input_order(order)
+    answers = [answers[int(i)] for i in back]
     refused = chosen.is_refusal(answers, texts)
     return ProberData(
-        stage1=torch.cat(s1),
-        stage2=torch.cat(s2),
+        stage1=torch.cat(s1)[back],
+        stage2=torch.cat(s2)[back],
         complied=tuple(int(not r) for r in refused),
         responses=tuple(answers),
         n_decode=n_decode,
@@ -283,6 +288,18 @@ class SafeSwitchProber(Artifact):
         p1, p2 = self.predict_proba(stage1, stage2)
         return (p1 >= self.threshold) & (p2 >= self.threshold)
 
+    def hits(
+        self, data: ProberData, harmful: Any
+    ) -> tuple[Bool[torch.Tensor, " n"], Bool[torch.Tensor, " n"]]:
+        """Per row, whether stage 1 (harmful?) and stage 2 (will comply?) predict their label.
+
+        The counts behind `evaluate`'s accuracies (`hits[0].sum()` of `len(harmful)` rows).
+        """
+        p1, p2 = self.predict_proba(data.stage1, data.stage2)
+        y1 = torch.as_tensor(np.asarray(harmful, dtype=np.int64))
+        y2 = torch.as_tensor(data.complied)
+        return (p1 >= self.threshold).long() == y1, (p2 >= self.threshold).long() == y2
+
     def evaluate(self, data: ProberData, harmful: Any) -> dict[str, float]:
         """Stage accuracies and the F1 of the flag against harmful AND complied."""
         p1, p2 = self.predict_proba(data.stage1, data.stage2)
@@ -292,13 +309,10 @@ class SafeSwitchProber(Artifact):
         flag = (p1 >= self.threshold) & (p2 >= self.threshold)
         tp = int((flag & truth).sum())
         denom = int(flag.sum()) + int(truth.sum())
+        hit1, hit2 = self.hits(data, harmful)
         return {
-            "stage1_accuracy": round(
-                float(((p1 >= self.threshold).long() == y1).double().mean()), 4
-            ),
-            "stage2_accuracy": round(
-                float(((p2 >= self.threshold).long() == y2).double().mean()), 4
-            ),
+            "stage1_accuracy": round(float(hit1.double().mean()), 4),
+            "stage2_accuracy": round(float(hit2.double().mean()), 4),
             "flag_f1": round(2 * tp / denom, 4) if denom else 1.0,
         }
 

@@ -24,7 +24,14 @@ from transformer_lens.model_bridge import TransformerBridge
 from interp._artifact import Artifact, ModelIdentity, Saved
 from interp.chat import ChatBatch, encode
 from interp.data.promptset import texts_of
-from interp.generation import Completions, batched, cut_at_eos, eos_token_ids, greedy_decode
+from interp.generation import (
+    Completions,
+    batched,
+    cut_at_eos,
+    eos_token_ids,
+    greedy_decode,
+    input_order,
+)
 from interp.safeswitch.prober import SafeSwitchProber, check_threshold
 from interp.safeswitch.refusal_head import RefusalHead
 from interp.sites import Site
@@ -196,12 +203,14 @@ class SafeSwitch(Artifact):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """P(harmful) and P(complies) per prompt, from `n_decode + 1` greedy steps."""
         texts = texts_of(prompts)
-        s1, s2 = [], []
-        for _, batch in batched(model, texts, self.system, batch_size, by_length=False):
+        s1, s2, order = [], [], []
+        for chunk, batch in batched(model, texts, self.system, batch_size):
             _, a, b = self._decode_base(model, batch, int(self.prober.n_decode) + 1)
             s1.append(a)
             s2.append(b)
-        p1, p2 = self.prober.predict_proba(torch.cat(s1), torch.cat(s2))
+            order.extend(chunk)
+        back = input_order(order)  # batches come grouped by length
+        p1, p2 = self.prober.predict_proba(torch.cat(s1)[back], torch.cat(s2)[back])
         return p1, p2
 
     def generate(
