@@ -69,11 +69,17 @@ def test_cached_activations_equal_hf_hidden_states(loaded, hf_model, prompts):
             batch.tokens, attention_mask=batch.attention_mask, output_hidden_states=True
         ).hidden_states
     assert len(hidden) == info.n_layers + 1
+
+    def close(ours: torch.Tensor, ref: torch.Tensor) -> None:
+        # The residual stream grows to |x| ~ 500 here, so a padded batch's rounding reaches
+        # ~1e-4 on small elements of a large vector (1.3e-4 measured; machine-dependent):
+        # compare against the vector's size, not each element's.
+        scale = float(ref.abs().max())
+        torch.testing.assert_close(ours, ref, atol=1e-4 + 1e-6 * scale, rtol=0)
+
     for layer in range(info.n_layers):
-        ours = acts.get(Site("resid_pre", layer))
-        # The residual stream grows to |x| ~ 500 here: compare relative to its size.
-        torch.testing.assert_close(ours, hidden[layer][:, -1], atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(acts.get("ln_final"), hidden[-1][:, -1], atol=1e-4, rtol=1e-5)
+        close(acts.get(Site("resid_pre", layer)), hidden[layer][:, -1])
+    close(acts.get("ln_final"), hidden[-1][:, -1])
 
 
 def test_batched_greedy_generate_equals_hf(loaded, hf_model):
