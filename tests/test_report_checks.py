@@ -162,3 +162,23 @@ def test_a_broken_decoder_makes_the_report_fail(monkeypatch, tmp_path, capsys):
     assert "Warnings: these numbers may be wrong" in (out / "report.html").read_text()
     assert "Likely cause" in capsys.readouterr().err
     assert set(metrics["run"]["versions"]) >= {"python", "torch", "transformers", "interp"}
+
+
+def test_a_run_killed_in_a_later_section_keeps_what_it_measured(monkeypatch, tmp_path):
+    # The probes section dies (as a process killed for memory would, mid-run): the files
+    # written after the baseline stay, flagged as incomplete, naming what did not run.
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt("killed in the probes section")
+
+    monkeypatch.setattr("interp.report.probes.add_probes", killed)
+    out = tmp_path / "report"
+    argv = ["report", "--model", str(ORGANISM), "--out", str(out), "--quick",
+            "--sections", "baseline", "probes"]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["baseline"]) >= {"none", "default"} and "probes" not in metrics
+    assert metrics["run"]["sections_left"] == ["probes"]
+    assert any("before the sections probes had run" in w for w in metrics["warnings"])
+    page = (out / "report.html").read_text()
+    assert "Baseline" in page and "incomplete report" in page

@@ -438,6 +438,9 @@ def cmd_report(args: argparse.Namespace) -> int:
                 path = _finish(report, run, started, args.out)
                 print(f"error: {problem}\nwrote {path} (baseline only, flagged)", file=sys.stderr)
                 return EXIT_BEHAVIOUR_MISMATCH
+            left = todo[todo.index(name) + 1 :]
+            if left:
+                _checkpoint(report, run, started, args.out, left)
     path = _finish(report, run, started, args.out)
     print(f"wrote {path} and {Path(args.out) / 'metrics.json'}")
     timings = report.metrics.get("timings", {})
@@ -450,6 +453,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     for message in report.metrics.get("warnings", []):
         print(f"warning: {message}", file=sys.stderr)
     return 0
+
+
+def _checkpoint(
+    report: Any, run: dict[str, Any], started: float, out: str | Path, left: Sequence[str]
+) -> None:
+    """Write the page and metrics.json of the sections done so far, flagged as incomplete.
+
+    A long run killed in a later section (out of memory, a lost session) keeps what it had
+    measured; `metrics["run"]["sections_left"]` and a warning at the top of the page say what
+    is missing. The final write replaces both files.
+    """
+    sections, warnings = list(report.sections), list(report.metrics.get("warnings", []))
+    run["sections_left"] = list(left)
+    report.metrics["warnings"] = [
+        *warnings,
+        f"incomplete report: written before the sections {', '.join(left)} had run",
+    ]
+    try:
+        _finish(report, run, started, out)
+    finally:
+        report.sections[:] = sections
+        del run["sections_left"]
+        if warnings:
+            report.metrics["warnings"] = warnings
+        else:
+            report.metrics.pop("warnings")
 
 
 def _finish(report: Any, run: dict[str, Any], started: float, out: str | Path) -> Path:
