@@ -21,7 +21,7 @@ from interp._types import Float
 from interp.chat import ChatBatch, encode, eoi_tokens
 from interp.data.promptset import texts_of
 from interp.errors import EmptyPromptSetError, EmptyUserSpanError, SiteError
-from interp.native import forward_session
+from interp.native import PassDone, forward_session
 from interp.sites import LAYERLESS, Site, sites
 
 __all__ = [
@@ -129,10 +129,6 @@ def _slice(
     return torch.cat(parts, dim=1)
 
 
-class _Collected(Exception):
-    """Raised by the hook that keeps the last needed site: the rest of the pass is skipped."""
-
-
 @torch.no_grad()
 def collect_batch(
     model: TransformerBridge,
@@ -153,7 +149,7 @@ def collect_batch(
         def hook(x: torch.Tensor, hook: Any) -> None:  # noqa: ARG001 - TransformerLens signature
             kept[site.label] = _slice(x, batch, positions).detach().to("cpu", torch.float32)
             if len(kept) == len(needed):
-                raise _Collected
+                raise PassDone
 
         return hook
 
@@ -163,7 +159,7 @@ def collect_batch(
     try:
         with forward_session(model, hooks) as step:
             step(batch.tokens, batch.attention_mask, logits_to_keep=1, use_cache=False)
-    except _Collected:
+    except PassDone:
         pass
     missing = [s.label for s in needed if s.label not in kept]
     if missing:

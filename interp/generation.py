@@ -251,26 +251,34 @@ BATCH_OVERHEAD_TOKENS = 512
 
 
 def length_groups(
-    lengths: Sequence[int], batch_size: int, overhead: int = BATCH_OVERHEAD_TOKENS
+    lengths: Sequence[int],
+    batch_size: int,
+    overhead: int = BATCH_OVERHEAD_TOKENS,
+    max_tokens: int | None = None,
 ) -> list[int]:
     """Sizes of consecutive batches of length-sorted prompts with the least padded work.
 
     A batch costs its rows times its longest prompt (every row is padded to it, and every
     decoding step attends over it) plus `overhead`; an exact dynamic programme over the
-    sorted lengths picks the cuts, at most `batch_size` rows per batch. Prompts of similar
-    length stay in one batch; a few long ones (a jailbreak wrapper can be 9x the median)
-    get their own instead of padding the rest.
+    sorted lengths picks the cuts, at most `batch_size` rows per batch and, with
+    `max_tokens`, at most that many padded tokens (rows x longest) per batch, a prompt longer
+    than it alone. Prompts of similar length stay in one batch; a few long ones (a jailbreak
+    wrapper can be 9x the median) get their own instead of padding the rest.
 
     >>> length_groups([10, 10, 10, 400], 32)
     [3, 1]
     >>> length_groups([10, 11, 12, 13], 32)
     [4]
+    >>> length_groups([10, 10, 10, 10], 32, max_tokens=20)
+    [2, 2]
     """
     n = len(lengths)
     best = [0.0] + [float("inf")] * n
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
         for i in range(max(0, j - batch_size), j):
+            if max_tokens is not None and j - i > 1 and (j - i) * lengths[j - 1] > max_tokens:
+                continue
             cost = best[i] + (j - i) * lengths[j - 1] + overhead
             if cost < best[j]:
                 best[j], cut[j] = cost, i
@@ -291,13 +299,15 @@ def batched(
     progress: bool = False,
     desc: str = "generate",
     by_length: bool = True,
+    max_tokens: int | None = None,
 ) -> Iterator[tuple[list[int], ChatBatch]]:
     """Rendered, left-padded batches of prompts grouped by length, with their input indices.
 
-    The grouping limits padding (`length_groups`: at most `batch_size` rows, cut where the
-    padding would cost more than another batch); tokens do not depend on it (left padding is masked
-    exactly), so callers put the rows back by index. `by_length=False` keeps input order
-    (for features whose float rounding should not depend on which prompts share a batch).
+    The grouping limits padding (`length_groups`: at most `batch_size` rows, and with
+    `max_tokens` at most that many padded tokens, cut where the padding would cost more than
+    another batch); tokens do not depend on it (left padding is masked exactly), so callers
+    put the rows back by index (`input_order`). `by_length=False` keeps input order (for
+    features whose float rounding should not depend on which prompts share a batch).
     """
     # One rendering and tokenisation of every prompt; each batch is a row selection of it
     # (`ChatBatch.select`, equal to encoding the batch on its own).
@@ -307,7 +317,7 @@ def batched(
     if by_length:
         lengths = everything.attention_mask.sum(dim=1).tolist()
         order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
-        sizes = length_groups([lengths[i] for i in order], batch_size)
+        sizes = length_groups([lengths[i] for i in order], batch_size, max_tokens=max_tokens)
     else:
         order = list(range(len(texts)))
         sizes = [min(batch_size, len(order) - s) for s in range(0, len(order), batch_size)]

@@ -43,6 +43,7 @@ from transformer_lens.model_bridge.generalized_components.base import Generalize
 from interp.sites import boundary
 
 __all__ = [
+    "PassDone",
     "Step",
     "bridge_kv_cache_ok",
     "cache_argument",
@@ -55,6 +56,16 @@ __all__ = [
     "shared_prefix",
     "registered",
 ]
+
+
+class PassDone(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a hook that has kept everything a pass was run for; the rest is skipped.
+
+    A caller of `forward_session`'s step (or of the bridge) catches it around the call: a pass
+    run for the final norm's output then never reaches the unembedding (a fifth of a
+    SmolLM2-135M forward pass, and [batch, pos, d_vocab] floats of memory).
+    """
+
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import torch
 import interp
 from interp.chat import SAFETY_PROMPTS, encode
 from interp.dro import AnchorSpace, collect_anchor_data, final_states
-from interp.dro.soft_prompt import SoftPrompt, soft_positions
+from interp.dro.soft_prompt import SoftPrompt, frozen, soft_positions
 from interp.errors import (
     ArtifactMismatchError,
     ModelFingerprintError,
@@ -113,6 +113,46 @@ def test_training_is_deterministic(trained, tiny_model_dirs):
     again.fit(model, HARMFUL, HARMLESS, anchor)
     assert torch.equal(again.embeddings_, soft.embeddings_)
     assert again.history_ == soft.history_
+
+
+def test_passes_under_a_token_budget_take_the_same_step_as_one_pass(trained):
+    model, anchor, _, _ = trained
+    texts = HARMFUL + HARMLESS
+    harmless = torch.tensor([0.0] * 4 + [1.0] * 4)
+    grads, terms = [], []
+    # One row per pass (the budget is below every prompt's length) against one pass for all:
+    # each pass's loss weighted by its share of the step, the gradients summed.
+    for budget in (None, 1):
+        soft = SoftPrompt("short", lr=1e-2, max_batch_tokens=budget).initialize(model)
+        soft.anchor_ = anchor
+        with frozen(model):
+            base = soft._base_states(model, texts)
+            # A moved soft prompt, so that the loss and its gradient are not at step 0's
+            # symmetric point.
+            theta = torch.nn.Parameter(soft.initial_embeddings_ + 0.05)
+            soft._step(model, theta, torch.optim.SGD([theta], lr=0.0), texts, base, harmless)
+        grads.append(theta.grad.clone())
+        terms.append(soft.history_[-1])
+    assert grads[0].abs().max() > 1e-4
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+    assert terms[1] == pytest.approx(terms[0], rel=1e-5, abs=1e-9)
+    assert terms[0]["refusal"] != pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_training_never_runs_the_unembedding(trained):
+    model, anchor, _, _ = trained
+    calls = []
+    lm_head = model.original_model.get_output_embeddings()
+    # The HF module itself, which both the bridge's wrapper and the native path call.
+    lm_head = getattr(lm_head, "original_component", None) or lm_head
+    handle = lm_head.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        SoftPrompt("short", epochs=1, batch_size=4, lr=1e-2).fit(model, HARMFUL, HARMLESS, anchor)
+        assert calls == []  # every pass ended at the final norm
+        SoftPrompt("short").initialize(model).generate(model, HARMFUL[:1], max_new_tokens=1)
+        assert calls  # the hook does see an ordinary pass
+    finally:
+        handle.remove()
 
 
 def test_estimator_contract():

@@ -235,3 +235,36 @@ def test_length_groups_is_the_cheapest_split_and_respects_the_batch_size():
     # The jailbreak case: a few long wrappers get batches of their own.
     assert length_groups([53] * 20 + [470] * 4, 64) == [20, 4]
     assert length_groups([40] * 24, 64) == [24]
+
+
+def test_length_groups_under_a_token_budget_is_the_cheapest_split_within_it():
+    import itertools
+    import random
+
+    from interp.generation import length_groups
+
+    def fits(sizes, lengths, budget):
+        ends = list(itertools.accumulate(sizes))
+        return all(s == 1 or s * lengths[e - 1] <= budget for s, e in zip(sizes, ends, strict=True))
+
+    def cost(sizes, lengths):
+        ends = list(itertools.accumulate(sizes))
+        return sum(s * lengths[e - 1] + 64 for s, e in zip(sizes, ends, strict=True))
+
+    rng = random.Random(1)
+    for _ in range(200):
+        lengths = sorted(rng.choice([rng.randint(5, 40), rng.randint(100, 500)]) for _ in range(7))
+        budget = rng.choice([30, 120, 400, 1000])
+        got = length_groups(lengths, 7, 64, max_tokens=budget)
+        assert sum(got) == len(lengths) and fits(got, lengths, budget), (lengths, budget, got)
+        best = min(
+            cost(sizes, lengths)
+            for k in range(1, len(lengths) + 1)
+            for sizes in itertools.product(range(1, 8), repeat=k)
+            if sum(sizes) == len(lengths) and fits(sizes, lengths, budget)
+        )
+        assert cost(got, lengths) == best
+    # A prompt longer than the budget runs alone; without a budget nothing changes.
+    assert length_groups([10, 10, 900], 8, max_tokens=100) == [2, 1]
+    assert length_groups([40] * 24, 64, max_tokens=None) == [24]
+    assert sorted(length_groups([40] * 24, 64, max_tokens=400)) == [4, 10, 10]

@@ -38,8 +38,9 @@ from interp.errors import (
     NotFittedError,
     ParameterError,
 )
-from interp.generation import Completions, decode_with_states
+from interp.generation import Completions, batched, decode_with_states, input_order
 from interp.interventions.apply import Hook
+from interp.native import PassDone, forward_session
 from interp.sites import Site
 
 __all__ = ["SoftPrompt", "SoftPromptError", "frozen", "soft_positions"]
@@ -47,6 +48,11 @@ __all__ = ["SoftPrompt", "SoftPromptError", "frozen", "soft_positions"]
 logger = logging.getLogger(__name__)
 
 EMBED_SITE = Site("embed")
+
+#: `SoftPrompt`'s default padded tokens per forward-backward pass. On smollm2-135m-safety
+#: (30 layers, width 576, 2 CPU cores) a step of 32 training queries, jailbreak wrappers of
+#: up to 400 tokens among them, peaked at 23.2 GB in one pass; see docs/methods/dro.md.
+MAX_BATCH_TOKENS = 2048
 
 
 class SoftPromptError(InterpError, ValueError):
@@ -128,17 +134,24 @@ def frozen(model: TransformerBridge) -> Iterator[None]:
 def _final(model: TransformerBridge, batch: ChatBatch, hooks: Sequence[Hook]) -> torch.Tensor:
     """f(x) at each row's last prompt token with `hooks` active (keeps the autograd graph).
 
-    The states come back in float32 at least (bf16 / fp16 models included), so the DRO loss
-    and its gradient are accumulated in float32; a float32 model's states are unchanged.
+    The pass ends at the final norm (`PassDone`): the unembedding and its [batch, pos,
+    d_vocab] logits are never computed. It runs on the native path when the hooks allow
+    (`interp.native.forward_session`). The states come back in float32 at least (bf16 / fp16
+    models included), so the DRO loss and its gradient are accumulated in float32; a float32
+    model's states are unchanged.
     """
     got: dict[str, torch.Tensor] = {}
     rows = torch.arange(len(batch), device=batch.tokens.device)
 
     def grab(x: torch.Tensor, hook: Any) -> None:  # noqa: ARG001 - TL signature
         got["f"] = x[rows, batch.last_index]
+        raise PassDone
 
-    with model.hooks(fwd_hooks=[*hooks, (FINAL_SITE.hook_name, grab)]):
-        model(batch.tokens, attention_mask=batch.attention_mask, return_type=None)
+    try:
+        with forward_session(model, [*hooks, (FINAL_SITE.hook_name, grab)]) as step:
+            step(batch.tokens, batch.attention_mask, logits_to_keep=1, use_cache=False)
+    except PassDone:
+        pass
     f = got["f"]
     return f if f.dtype in (torch.float32, torch.float64) else f.to(torch.float32)
 
@@ -155,6 +168,12 @@ class SoftPrompt(Artifact):
         init: Name of the human safety prompt it starts from (`interp.SAFETY_PROMPTS`).
         epochs: Passes over the training queries.
         batch_size: Queries per optimisation step.
+        max_batch_tokens: Padded tokens per forward-backward pass at most (rows x longest
+            prompt; a longer prompt runs alone). A step's queries are grouped by length into
+            passes of at most this size and their gradients summed, so the step is the one a
+            single pass over the batch would take (to float rounding) while memory scales
+            with this budget, not with `batch_size` times the longest jailbreak wrapper.
+            None: one pass per step.
         lr: AdamW learning rate (1e-3 in DRO).
         weight_decay: AdamW weight decay (PyTorch's default 0.01, as in DRO).
         grad_clip: Max gradient norm of the embeddings per step (1.0 in DRO).
@@ -163,8 +182,9 @@ class SoftPrompt(Artifact):
         progress: Show a progress bar over steps.
 
     Raises:
-        ParameterError: `epochs` or `batch_size` below 1, `lr` or `grad_clip` not > 0, a
-            negative `weight_decay`, or `loss_weights` not three finite numbers >= 0.
+        ParameterError: `epochs`, `batch_size` or `max_batch_tokens` below 1, `lr` or
+            `grad_clip` not > 0, a negative `weight_decay`, or `loss_weights` not three finite
+            numbers >= 0.
 
     Attributes:
         embeddings_: The learned soft prompt [n_tokens, d_model] (float32, CPU).
@@ -189,6 +209,7 @@ class SoftPrompt(Artifact):
         *,
         epochs: int = 40,
         batch_size: int = 50,
+        max_batch_tokens: int | None = MAX_BATCH_TOKENS,
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         grad_clip: float = 1.0,
@@ -198,6 +219,8 @@ class SoftPrompt(Artifact):
     ) -> None:
         check_int(epochs, "SoftPrompt epochs")
         check_int(batch_size, "SoftPrompt batch_size")
+        if max_batch_tokens is not None:
+            check_int(max_batch_tokens, "SoftPrompt max_batch_tokens")
         if not float(lr) > 0:  # NaN fails too; inf is allowed (it tests the non-finite guard)
             raise ParameterError(f"SoftPrompt lr must be a number > 0, got {lr!r}")
         check_real(weight_decay, "SoftPrompt weight_decay", low=0)
@@ -206,6 +229,7 @@ class SoftPrompt(Artifact):
         self.init = init
         self.epochs = epochs
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.lr = lr
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
@@ -325,10 +349,22 @@ class SoftPrompt(Artifact):
 
     # ------------------------------------------------------------------ training
 
-    def _batch_states(
-        self, model: TransformerBridge, texts: Sequence[str], theta: torch.Tensor
+    def _passes(
+        self, model: TransformerBridge, texts: Sequence[str]
+    ) -> Iterator[tuple[list[int], ChatBatch]]:
+        """The forward passes over `texts`: (input indices, encoded batch), grouped by length.
+
+        At most `batch_size` rows and `max_batch_tokens` padded tokens each (`batched`).
+        """
+        for idx, batch in batched(
+            model, texts, self.system_text, self.batch_size, max_tokens=self.max_batch_tokens
+        ):
+            yield idx, batch.to(model.cfg.device)
+
+    def _states(
+        self, model: TransformerBridge, batch: ChatBatch, theta: torch.Tensor
     ) -> torch.Tensor:
-        batch = self.encode(model, texts)
+        """f(x, theta) at the last prompt token of each row of one encoded batch."""
         positions = self._positions(model, batch)
         hook = _inject_fn(theta, positions, batch.tokens.shape[1])
         return _final(model, batch, [(EMBED_SITE.hook_name, hook)])
@@ -385,11 +421,12 @@ class SoftPrompt(Artifact):
     def _base_states(self, model: TransformerBridge, texts: Sequence[str]) -> torch.Tensor:
         """f(x, s0) through the placeholder path with the initial embeddings (exactly s0's)."""
         theta0 = self.initial_embeddings_
-        parts = [
-            self._batch_states(model, texts[i : i + self.batch_size], theta0).cpu()
-            for i in range(0, len(texts), self.batch_size)
-        ]
-        return torch.cat(parts)
+        order: list[int] = []
+        parts: list[torch.Tensor] = []
+        for idx, batch in self._passes(model, texts):
+            order.extend(idx)
+            parts.append(self._states(model, batch, theta0).cpu())
+        return torch.cat(parts)[input_order(order)]
 
     def _step(
         self,
@@ -400,25 +437,36 @@ class SoftPrompt(Artifact):
         base: torch.Tensor,
         harmless: torch.Tensor,
     ) -> None:
-        """One AdamW step; a non-finite loss keeps the last good embeddings and raises."""
+        """One AdamW step; a non-finite loss keeps the last good embeddings and raises.
+
+        The batch's loss is a mean over its queries, so the passes' losses, each weighted
+        by its share of the queries, sum to it; their gradients accumulate into one step.
+        """
         assert self.anchor_ is not None
-        new = self._batch_states(model, texts, theta)
-        loss = dro_loss(new, base, harmless, self.anchor_, tuple(self.loss_weights))  # type: ignore[arg-type]
-        if not loss.is_finite():
-            raise NonFiniteLossError(
-                f"DRO loss became non-finite at step {self.n_steps_} ({loss.floats()}); the soft "
-                f"prompt keeps the embeddings of its last finite loss (before step "
-                f"{self.n_steps_}). Lower the learning rate (now {self.lr}) or check the anchor"
-            )
+        weights = tuple(self.loss_weights)
+        opt.zero_grad()
+        terms: dict[str, float] = {}
+        for idx, batch in self._passes(model, texts):
+            new = self._states(model, batch, theta)
+            loss = dro_loss(new, base[idx], harmless[idx], self.anchor_, weights)  # type: ignore[arg-type]
+            if not loss.is_finite():
+                raise NonFiniteLossError(
+                    f"DRO loss became non-finite at step {self.n_steps_} ({loss.floats()}); the "
+                    f"soft prompt keeps the embeddings of its last finite loss (before step "
+                    f"{self.n_steps_}). Lower the learning rate (now {self.lr}) or check the "
+                    "anchor"
+                )
+            share = len(idx) / len(texts)
+            (loss.total * share).backward()
+            for name, value in loss.floats().items():
+                terms[name] = terms.get(name, 0.0) + share * value
         # These embeddings gave a finite loss: they are what a later failure falls back to.
         self.embeddings_ = theta.detach().to("cpu", torch.float32).clone()
-        opt.zero_grad()
-        loss.total.backward()
         torch.nn.utils.clip_grad_norm_([theta], self.grad_clip)
         opt.step()
-        self.history_.append(loss.floats())
+        self.history_.append(terms)
         self.n_steps_ += 1
-        logger.debug("DRO step %d: %s", self.n_steps_, loss.floats())
+        logger.debug("DRO step %d: %s", self.n_steps_, terms)
 
     # ------------------------------------------------------------------ artifacts
 
@@ -446,6 +494,7 @@ class SoftPrompt(Artifact):
         """The hyperparameters, as given to `__init__` (JSON-ready)."""
         return {
             "init": self.init, "epochs": self.epochs, "batch_size": self.batch_size,
+            "max_batch_tokens": self.max_batch_tokens,
             "lr": self.lr, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
             "loss_weights": list(self.loss_weights), "seed": self.seed, "progress": self.progress,
         }  # fmt: skip
