@@ -339,26 +339,26 @@ def low_refusal_warning(
         condition_name: How condition `none` is named on the page.
 
     Returns:
-        A message when, under condition `none`, fewer than `LOW_REFUSAL` of the harmful and
-        jailbreak prompts were judged refusals: there is then little refusal behaviour to
-        study, and what the judge calls refusals may be apologetic openers followed by help.
+        A message when, under condition `none`, fewer than `LOW_REFUSAL` of the plain harmful
+        requests (kind `harmful`; the jailbreaks only when there is no such kind) were judged
+        refusals: there is then little refusal behaviour to study, and what the judge calls
+        refusals may be apologetic openers followed by help. Jailbreaks are left out when
+        plain requests exist because their wrappers make such openers common: the raw
+        SmolLM2-135M-Instruct "refuses" 8 of 24 TrustLLM jailbreaks with "I'm sorry for any
+        confusion, but ..." and 0 of 24 plain harmful requests.
     """
-    flags = [
-        bool(f)
-        for kind, kind_flags in verdicts.get("none", {}).items()
-        if kind in HARMFUL_KINDS
-        for f in kind_flags
-    ]
+    per_kind = verdicts.get("none", {})
+    kinds = ["harmful"] if "harmful" in per_kind else [k for k in per_kind if k in HARMFUL_KINDS]
+    flags = [bool(f) for kind in kinds for f in per_kind[kind]]
     if not flags or sum(flags) >= LOW_REFUSAL * len(flags):
         return ""
     return (
-        f"this model hardly refuses: {sum(flags)} of {len(flags)} harmful and jailbreak "
+        f"this model hardly refuses: {sum(flags)} of {len(flags)} {' and '.join(kinds)} "
         f"requests were judged refusals with no safety prompt ({condition_name}; below "
-        f"{LOW_REFUSAL:.0%}). "
-        "There is little refusal behaviour to study; read the judged refusals in the Baseline "
-        "section (they may be apologies followed by help), and expect the sections that learn "
-        f"from refusals to be skipped (fewer than {MIN_PER_CLASS} of a class). A safety-tuned "
-        "model refuses (e.g. smollm2-135m-safety)"
+        f"{LOW_REFUSAL:.0%}). There is little refusal behaviour to study; read the judged "
+        "refusals in the Baseline section (they may be apologies followed by help), and expect "
+        f"the sections that learn from refusals to be skipped (fewer than {MIN_PER_CLASS} of a "
+        "class). A safety-tuned model refuses (e.g. smollm2-135m-safety)"
     )
 
 
