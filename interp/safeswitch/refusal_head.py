@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from interp.errors import (
 from interp.generation import eos_token_ids
 from interp.interventions.apply import Hook
 from interp.model import weight_fingerprint
+from interp.native import PassDone
 from interp.safeswitch.refusal_pairs import RefusalPairs, refusal_pairs
 from interp.sites import Site, logits_hook_name
 
@@ -145,6 +147,7 @@ def head_data(
 
     def grab(x: torch.Tensor, hook: Any) -> None:  # noqa: ARG001 - TransformerLens signature
         captured.append(x.detach())
+        raise PassDone  # the unembedding's logits are not needed
 
     device = model.cfg.device
     with model.hooks(fwd_hooks=[(Site("ln_final").hook_name, grab)]):
@@ -157,7 +160,8 @@ def head_data(
                 tokens[row, : len(ids)] = torch.tensor(ids)
                 mask[row, : len(ids)] = 1
             captured.clear()
-            model(tokens.to(device), attention_mask=mask.to(device), return_type=None)
+            with suppress(PassDone):
+                model(tokens.to(device), attention_mask=mask.to(device), return_type=None)
             hidden = captured[-1].to("cpu", torch.float32)
             for row, (ids, n_prompt) in enumerate(chunk):
                 states.append(hidden[row, n_prompt - 1 : len(ids) - 1])
