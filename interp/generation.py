@@ -17,6 +17,7 @@ length) once: a report's sections ask for the same unmodified answers several ti
 baseline's condition `none` is also the refusal direction's `base` and the comparison's `none`
 method). Only plain calls are reused: no hooks, no logits transform, no intervention applied,
 and the same weights (each parameter's storage and in-place version counter).
+`fresh_generations()` suspends that inside its block: what is timed must be decoded.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "input_order",
     "length_groups",
     "GenerationReuse",
+    "fresh_generations",
     "reuse_generations",
 ]
 
@@ -161,6 +163,26 @@ def reuse_generations() -> Iterator[GenerationReuse]:
     token = _REUSE.set(reuse)
     try:
         yield reuse
+    finally:
+        _REUSE.reset(token)
+
+
+@contextmanager
+def fresh_generations() -> Iterator[None]:
+    """Within the block, every `generate` call decodes, also inside `reuse_generations`.
+
+    For timing: a comparison's cost is a method's wall time over plain greedy decoding, and
+    a kept answer costs nothing. The kept answers stay for calls after the block.
+
+    Example:
+        >>> with reuse_generations() as reuse, fresh_generations():
+        ...     pass
+        >>> reuse.to_dict()
+        {'reused_prompts': 0, 'decoded_prompts': 0}
+    """
+    token = _REUSE.set(None)
+    try:
+        yield
     finally:
         _REUSE.reset(token)
 

@@ -233,3 +233,18 @@ def test_actadd_of_a_swept_direction_is_added_where_it_was_taken(model, sets):
         elsewhere = generate(model, prompts, max_new_tokens=8)
     assert actadd_method(mid, 4.0).generate(model, prompts, 8).tokens != elsewhere.tokens
     assert elsewhere.tokens != plain.tokens
+
+
+def test_inside_a_report_s_reuse_every_answer_is_still_decoded_and_timed(model, sets):
+    small = {k: v[:4] for k, v in sets.items()}
+    with interp.reuse_generations() as reuse:
+        generate(model, small["harmless"], max_new_tokens=4)  # kept, like the baseline's
+        before = reuse.to_dict()
+        got = compare(model, [baseline_method()], small, max_new_tokens=4, n_boot=50)
+        # The reference runs twice and `none` once, all plain calls: none was served from the
+        # kept answers, so their wall times are decoding times.
+        assert reuse.to_dict() == before == {"reused_prompts": 0, "decoded_prompts": 4}
+        assert 0.2 < got["none"].cost < 5.0, got["none"].cost
+        # The kept answers stay for calls after the comparison.
+        generate(model, small["harmless"], max_new_tokens=4)
+    assert reuse.to_dict() == {"reused_prompts": 4, "decoded_prompts": 4}

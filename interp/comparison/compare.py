@@ -29,7 +29,7 @@ from interp.evaluation import (
     mean_kl,
     next_token_logprobs,
 )
-from interp.generation import Completions, generate
+from interp.generation import Completions, fresh_generations, generate
 
 __all__ = ["COMPARISON_KINDS", "TABLE_HEADER", "Comparison", "MethodResult", "compare"]
 
@@ -257,39 +257,44 @@ def compare(
         ComparisonError: No methods, a repeated name, a missing or empty kind, or a method
             whose completions do not match its prompts.
     """
-    sets = _check(methods, prompt_sets_by_kind)
-    chosen: Judge = judge if judge is not None else SubstringJudge("dro")
-    harmless = sets["harmless"]
-    # Warm up (first calls pay for caches), then time the reference before and after the
-    # methods and keep the faster run: the cost should not depend on what ran first.
-    generate(model, [v[0] for v in sets.values()], max_new_tokens=2)
-    reference, ref_seconds = _reference(model, sets, max_new_tokens, batch_size, repeats)
-    ref_answers = reference["harmless"].tokens
-    ref_logp = next_token_logprobs(model, harmless, None, batch_size)
-    ref_ce = completion_ce(model, harmless, ref_answers, None, batch_size)
-    results = []
-    for method in methods:
-        out, seconds = _answers(method, model, sets, max_new_tokens, repeats)
-        flags = {k: chosen.is_refusal(c.texts, c.prompts) for k, c in out.items()}
-        cells = {k: RateCount.from_flags(f, n_boot=n_boot, seed=seed) for k, f in flags.items()}
-        pooled = [f for k in HARMFUL_KINDS for f in flags[k]]
-        kl = ce = None
-        if method.first_token_logprobs is not None:
-            kl = mean_kl(ref_logp, method.first_token_logprobs(model, harmless))
-        if method.answer_ce is not None:
-            ce = method.answer_ce(model, harmless, ref_answers)
-        results.append(MethodResult(
-            name=method.name, family=method.family, rates=cells,
-            safety=RateCount.from_flags(pooled, n_boot=n_boot, seed=seed),
-            over_refusal=cells["borderline"], kl_harmless=kl, ce_harmless=ce,
-            seconds=seconds, cost=math.nan,
-            not_applicable=method.not_applicable,
-            responses={k: tuple(c.texts) for k, c in out.items()},
-        ))  # fmt: skip
-    ref_seconds = min(ref_seconds, _reference(model, sets, max_new_tokens, batch_size, repeats)[1])
-    results = [replace(r, cost=r.seconds / max(ref_seconds, 1e-9)) for r in results]
-    return Comparison(
-        methods=tuple(results), n={k: len(v) for k, v in sets.items()},
-        reference_seconds=ref_seconds, reference_ce=ref_ce, judge=chosen.name,
-        max_new_tokens=max_new_tokens, n_boot=n_boot, seed=seed,
-    )  # fmt: skip
+    # Every answer is decoded here, also inside a report's `reuse_generations`: a kept
+    # answer costs nothing, and the costs are wall times.
+    with fresh_generations():
+        sets = _check(methods, prompt_sets_by_kind)
+        chosen: Judge = judge if judge is not None else SubstringJudge("dro")
+        harmless = sets["harmless"]
+        # Warm up (first calls pay for caches), then time the reference before and after the
+        # methods and keep the faster run: the cost should not depend on what ran first.
+        generate(model, [v[0] for v in sets.values()], max_new_tokens=2)
+        reference, ref_seconds = _reference(model, sets, max_new_tokens, batch_size, repeats)
+        ref_answers = reference["harmless"].tokens
+        ref_logp = next_token_logprobs(model, harmless, None, batch_size)
+        ref_ce = completion_ce(model, harmless, ref_answers, None, batch_size)
+        results = []
+        for method in methods:
+            out, seconds = _answers(method, model, sets, max_new_tokens, repeats)
+            flags = {k: chosen.is_refusal(c.texts, c.prompts) for k, c in out.items()}
+            cells = {k: RateCount.from_flags(f, n_boot=n_boot, seed=seed) for k, f in flags.items()}
+            pooled = [f for k in HARMFUL_KINDS for f in flags[k]]
+            kl = ce = None
+            if method.first_token_logprobs is not None:
+                kl = mean_kl(ref_logp, method.first_token_logprobs(model, harmless))
+            if method.answer_ce is not None:
+                ce = method.answer_ce(model, harmless, ref_answers)
+            results.append(MethodResult(
+                name=method.name, family=method.family, rates=cells,
+                safety=RateCount.from_flags(pooled, n_boot=n_boot, seed=seed),
+                over_refusal=cells["borderline"], kl_harmless=kl, ce_harmless=ce,
+                seconds=seconds, cost=math.nan,
+                not_applicable=method.not_applicable,
+                responses={k: tuple(c.texts) for k, c in out.items()},
+            ))  # fmt: skip
+        ref_seconds = min(
+            ref_seconds, _reference(model, sets, max_new_tokens, batch_size, repeats)[1]
+        )
+        results = [replace(r, cost=r.seconds / max(ref_seconds, 1e-9)) for r in results]
+        return Comparison(
+            methods=tuple(results), n={k: len(v) for k, v in sets.items()},
+            reference_seconds=ref_seconds, reference_ce=ref_ce, judge=chosen.name,
+            max_new_tokens=max_new_tokens, n_boot=n_boot, seed=seed,
+        )  # fmt: skip
